@@ -1,0 +1,50 @@
+# The two commands of the README: `make run` and `make test`. Each does all of its set-up.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+# make test runs its own stack on other ports and folders, so it never touches `make run`'s data.
+TEST_ENV := STACK_DIR=.stack/test KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 \
+            REDIS_URL=redis://127.0.0.1:16379/0 COMMAND_API_PORT=18001 QUERY_API_PORT=18002
+
+.PHONY: install run test lint unit stack-up stack-down stack-status topics clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + ")")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/cqrs run
+
+test: install lint
+	$(TEST_ENV) $(BIN)/cqrs exec -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+unit: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+stack-up: install
+	$(BIN)/cqrs stack up
+
+stack-down: install
+	$(BIN)/cqrs stack down
+
+stack-status: install
+	$(BIN)/cqrs stack status
+
+topics: install
+	$(BIN)/cqrs topics create
+
+clean:
+	-$(BIN)/cqrs stack down
+	-$(TEST_ENV) $(BIN)/cqrs stack down
+	rm -rf .stack

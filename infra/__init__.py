@@ -1,0 +1,1 @@
+"""Operations: the local Kafka + Redis stack, topic provisioning, the `cqrs` CLI and service runner."""

@@ -1,0 +1,175 @@
+"""`cqrs`: the one operator entry point (local stack, topics, running everything)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra import stack as local_stack
+from infra.kafka_broker import StackError
+from infra.services import ServiceRunner, services
+from infra.settings import StackSettings, TopicSettings
+from infra.topics import TopicMismatch, ensure_topics
+
+app = typer.Typer(help="CQRS + event sourcing on Kafka: operator commands.", no_args_is_help=True)
+stack_app = typer.Typer(
+    help="The local Kafka (KRaft, from Maven Central jars) and Redis.", no_args_is_help=True
+)
+topics_app = typer.Typer(help="Topics of the event contract.", no_args_is_help=True)
+app.add_typer(stack_app, name="stack")
+app.add_typer(topics_app, name="topics")
+console = Console(soft_wrap=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+def _up(settings: StackSettings) -> local_stack.Started:
+    try:
+        started = local_stack.up(settings)
+    except (StackError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if started.kafka:
+        console.print(f"kafka started and answering metadata in {started.kafka_seconds:.1f}s")
+    return started
+
+
+def _print_status(settings: StackSettings) -> None:
+    table = Table("server", "address", "state", "data")
+    for name, address, pid, data in local_stack.status(settings):
+        table.add_row(name, address, f"running (pid {pid})" if pid else "stopped", data)
+    console.print(table)
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start Kafka and Redis unless running, and wait until both answer."""
+    settings = StackSettings()
+    _up(settings)
+    _print_status(settings)
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop the services and servers this stack started (by their pid files, never by name)."""
+    settings = StackSettings()
+    ServiceRunner(settings).stop_all()
+    stopped = local_stack.down(settings)
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """What runs where."""
+    _print_status(StackSettings())
+
+
+def _create_topics() -> None:
+    try:
+        reports = ensure_topics(TopicSettings())
+    except TopicMismatch as exc:
+        raise _fail(f"existing topics differ from the contract:\n{exc}") from None
+    for r in reports:
+        verb = "created" if r.created else "exists "
+        console.print(f"{verb} {r.name:<20} partitions={r.partitions} cleanup.policy={r.cleanup_policy}")
+
+
+@topics_app.command("create")
+def topics_create() -> None:
+    """Create events.*, commands.* and results.* topics; idempotent; fails if one differs."""
+    _create_topics()
+
+
+@app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def exec_with_stack(ctx: typer.Context) -> None:
+    """Run a command with the stack up and topics created; stop the stack after if it started it."""
+    if not ctx.args:
+        raise _fail("usage: cqrs exec -- COMMAND [ARGS...]")
+    settings = StackSettings()
+    started = _up(settings)
+    try:
+        _create_topics()
+        code = subprocess.call(ctx.args)
+    finally:
+        local_stack.down(settings, kafka=started.kafka, redis=started.redis)
+    raise typer.Exit(code)
+
+
+@app.command("run")
+def run(
+    command_port: Annotated[int, typer.Option(envvar="COMMAND_API_PORT")] = 8001,
+    query_port: Annotated[int, typer.Option(envvar="QUERY_API_PORT")] = 8002,
+) -> None:
+    """Stack, topics and all four services; Ctrl-C stops everything this run started."""
+    settings = StackSettings()
+    started = _up(settings)
+    runner = ServiceRunner(
+        settings, env={"COMMAND_API_PORT": str(command_port), "QUERY_API_PORT": str(query_port)}
+    )
+    stopping = False
+
+    def on_signal(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        _create_topics()
+        for service in services(command_port, query_port):
+            runner.start(service)
+            runner.wait_healthy(service)
+            console.print(f"started {service.name:<18} log: {runner.log_file(service)}")
+        _print_ready(command_port, query_port)
+        while not stopping:
+            exited = runner.exited()
+            if exited:
+                console.print(f"[red]{', '.join(exited)} exited[/red]; see the logs above")
+                break
+            time.sleep(0.5)
+    except RuntimeError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+    finally:
+        console.print("stopping services ...")
+        runner.stop_all(runner.started)
+        stopped = local_stack.down(settings, kafka=started.kafka, redis=started.redis)
+        console.print(f"stopped services{' and ' + ', '.join(stopped) if stopped else ''}")
+
+
+def _print_ready(command_port: int, query_port: int) -> None:
+    c, q = f"http://127.0.0.1:{command_port}", f"http://127.0.0.1:{query_port}"
+    console.print(f"""
+[bold green]ready[/bold green]
+  command API   {c}   (OpenAPI docs: {c}/docs)
+  query API     {q}   (OpenAPI docs: {q}/docs)
+
+try:
+  curl -s -X POST {c}/accounts -H 'content-type: application/json' \\
+       -d '{{"owner_id": "alice", "currency": "EUR"}}'
+  curl -s -X POST {c}/accounts/<account_id>/deposits -H 'content-type: application/json' \\
+       -d '{{"amount": 1250}}'
+  curl -s {q}/accounts/<account_id>
+
+Ctrl-C stops everything this run started.""")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

@@ -1,0 +1,219 @@
+"""The genuine Apache Kafka broker in KRaft combined mode, run from its Maven Central jars."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from infra import processes
+from infra.settings import StackSettings
+
+POM = Path(__file__).parent / "kafka" / "pom.xml"
+
+
+class StackError(RuntimeError):
+    """A prerequisite is missing or a server did not come up; the message says what to do."""
+
+
+def _java_major() -> int:
+    java = shutil.which("java")
+    if java is None:
+        raise StackError(
+            "Java 17 or newer is needed for the Kafka broker: apt-get install openjdk-17-jre-headless"
+        )
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out)
+    if not match:
+        raise StackError(f"cannot read the Java version from: {out.strip()}")
+    major = int(match[1])
+    return int(match[2]) if major == 1 and match[2] else major
+
+
+def ensure_jars(settings: StackSettings) -> Path:
+    """Fetch the broker classpath once into the cache; later calls reuse it."""
+    libs = settings.cache_dir.resolve() / f"kafka-{settings.kafka_version}" / "libs"
+    done = libs / ".complete"
+    if done.exists():
+        return libs
+    if _java_major() < 17:
+        raise StackError("Kafka 4.x needs Java 17 or newer")
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StackError("Maven is needed once to fetch the Kafka jars: apt-get install maven")
+    print(
+        f"fetching Apache Kafka {settings.kafka_version} jars from Maven Central into {libs} ...", flush=True
+    )
+    libs.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        [
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            f"-Dkafka.version={settings.kafka_version}",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={libs}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise StackError(f"mvn could not fetch the Kafka jars:\n{result.stdout}{result.stderr}")
+    if any(p.name.startswith("slf4j-api-2") for p in libs.glob("*.jar")):
+        raise StackError("slf4j-api 2.x landed on the broker classpath; broker logging would go dark")
+    done.touch()
+    return libs
+
+
+class KafkaBroker:
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.home = settings.stack_dir.resolve() / "kafka"
+        self.properties = self.home / "server.properties"
+        self.pid_file = self.home / "kafka.pid"
+        self.log_file = self.home / "logs" / "stdout.log"
+
+    def _write_config(self) -> None:
+        host, port = self.settings.kafka_host_port
+        cport = self.settings.controller_port
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        self.properties.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker,controller",
+                    "node.id=1",
+                    f"controller.quorum.voters=1@{host}:{cport}",
+                    f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
+                    f"advertised.listeners=PLAINTEXT://{host}:{port}",
+                    "controller.listener.names=CONTROLLER",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    f"log.dirs={self.home / 'data'}",
+                    "num.partitions=1",
+                    "offsets.topic.replication.factor=1",
+                    "offsets.topic.num.partitions=12",
+                    "transaction.state.log.replication.factor=1",
+                    "transaction.state.log.min.isr=1",
+                    "transaction.state.log.num.partitions=12",
+                    "share.coordinator.state.topic.replication.factor=1",
+                    "share.coordinator.state.topic.min.isr=1",
+                    "group.initial.rebalance.delay.ms=0",
+                    "auto.create.topics.enable=false",
+                    "log.cleaner.dedupe.buffer.size=16777216",
+                    "num.network.threads=2",
+                    "num.io.threads=4",
+                    "",
+                ]
+            )
+        )
+        (self.home / "log4j2.yaml").write_text(
+            "Configuration:\n"
+            "  Appenders:\n"
+            "    RollingFile:\n"
+            "      name: server\n"
+            f"      fileName: {self.home / 'logs' / 'server.log'}\n"
+            f"      filePattern: {self.home / 'logs' / 'server.log.%i'}\n"
+            '      PatternLayout: {pattern: "[%d] %p %m (%c)%n"}\n'
+            "      SizeBasedTriggeringPolicy: {size: 20MB}\n"
+            "      DefaultRolloverStrategy: {max: 3}\n"
+            "  Loggers:\n"
+            "    Root:\n"
+            "      level: INFO\n"
+            "      AppenderRef: [{ref: server}]\n"
+        )
+
+    def _java(self, libs: Path, *args: str) -> list[str]:
+        return [
+            "java",
+            f"-Xms{self.settings.kafka_heap}",
+            f"-Xmx{self.settings.kafka_heap}",
+            f"-Dlog4j2.configurationFile={self.home / 'log4j2.yaml'}",
+            "-cp",
+            f"{libs}/*",
+            *args,
+        ]
+
+    def _format(self, libs: Path) -> None:
+        if (self.home / "data" / "meta.properties").exists():
+            return
+        cluster_id = (
+            subprocess.run(
+                ["java", "-cp", f"{libs}/*", "kafka.tools.StorageTool", "random-uuid"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        result = subprocess.run(
+            self._java(
+                libs,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.properties),
+                "--ignore-formatted",
+            ),
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            raise StackError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+
+    def pid(self) -> int | None:
+        return processes.running_pid(self.pid_file)
+
+    def start(self, timeout_s: float = 90.0) -> bool:
+        """Start unless running; wait until it answers metadata. Returns whether it started."""
+        if self.pid() is not None:
+            return False
+        host, port = self.settings.kafka_host_port
+        if _port_open(host, port):
+            raise StackError(f"{host}:{port} is taken by a process this stack did not start")
+        libs = ensure_jars(self.settings)
+        self._write_config()
+        self._format(libs)
+        processes.start_detached(
+            self._java(libs, "kafka.Kafka", str(self.properties)),
+            pid_file=self.pid_file,
+            log_file=self.log_file,
+            markers=[str(self.properties)],
+        )
+        self.wait_ready(timeout_s)
+        return True
+
+    def wait_ready(self, timeout_s: float) -> None:
+        host, port = self.settings.kafka_host_port
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.pid() is None:
+                raise StackError(f"the Kafka broker exited; see {self.home / 'logs'}")
+            if _port_open(host, port):
+                admin = AdminClient({"bootstrap.servers": f"{host}:{port}", "log_level": 0})
+                try:
+                    admin.list_topics(timeout=2)
+                    return
+                except Exception:
+                    pass
+            time.sleep(0.2)
+        raise StackError(f"Kafka did not answer metadata within {timeout_s:.0f}s; see {self.home / 'logs'}")
+
+    def stop(self) -> bool:
+        return processes.stop(self.pid_file, timeout_s=60)
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0

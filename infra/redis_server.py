@@ -1,0 +1,100 @@
+"""Debian's redis-server on loopback with a data folder of the stack's own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import redis
+
+from infra import processes
+from infra.kafka_broker import StackError, _port_open
+from infra.settings import StackSettings
+
+
+def ensure_redis_server() -> str:
+    """The redis-server binary; installed from Debian's packages when missing and possible."""
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
+    )
+    if found:
+        return found
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("redis-server is missing: installing Debian's package ...", flush=True)
+        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
+            result = subprocess.run(
+                cmd, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            )
+            if result.returncode != 0:
+                raise StackError(f"{' '.join(cmd)} failed:\n{result.stderr}")
+        found = shutil.which("redis-server") or "/usr/bin/redis-server"
+        if os.path.exists(found):
+            return found
+    raise StackError(
+        "redis-server is not installed: `sudo apt-get install redis-server`, or point "
+        "REDIS_URL at a running Redis and skip the local one"
+    )
+
+
+class RedisServer:
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.home = settings.stack_dir.resolve() / "redis"
+        self.pid_file = self.home / "redis.pid"
+        self.log_file = self.home / "redis.log"
+
+    def pid(self) -> int | None:
+        return processes.running_pid(self.pid_file)
+
+    def start(self, timeout_s: float = 20.0) -> bool:
+        if self.pid() is not None:
+            return False
+        host, port = self.settings.redis_host_port
+        if _port_open(host, port):
+            raise StackError(f"{host}:{port} is taken by a process this stack did not start")
+        binary = ensure_redis_server()
+        self.home.mkdir(parents=True, exist_ok=True)
+        processes.start_detached(
+            [
+                binary,
+                "--bind",
+                host,
+                "--port",
+                str(port),
+                "--dir",
+                str(self.home),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--logfile",
+                "",
+                "--pidfile",
+                str(self.home / "redis-server.pid"),
+            ],
+            pid_file=self.pid_file,
+            log_file=self.log_file,
+            # redis rewrites its process title to "redis-server host:port" once it runs
+            markers=[f"--port {port}", f"{host}:{port}"],
+        )
+        deadline = time.monotonic() + timeout_s
+        client = redis.Redis(host=host, port=port, socket_timeout=1)
+        try:
+            while time.monotonic() < deadline:
+                if self.pid() is None:
+                    raise StackError(f"redis-server exited; see {self.log_file}")
+                try:
+                    if client.ping():
+                        return True
+                except redis.RedisError:
+                    time.sleep(0.1)
+        finally:
+            client.close()
+        raise StackError(f"Redis did not answer PING within {timeout_s:.0f}s; see {self.log_file}")
+
+    def stop(self) -> bool:
+        return processes.stop(self.pid_file, timeout_s=20)

@@ -1,0 +1,81 @@
+"""Runs the four services as child processes with pid files and logs; stops them in order."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra import processes
+from infra.settings import StackSettings
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    module: str
+    health_url: str | None = None
+
+
+def services(command_port: int = 8001, query_port: int = 8002) -> list[Service]:
+    return [
+        Service("query-api", "query_api.app", f"http://127.0.0.1:{query_port}/healthz"),
+        Service("projector", "stream_processors.app"),
+        Service("command-processor", "producers.processor"),
+        Service("command-api", "producers.api.app", f"http://127.0.0.1:{command_port}/healthz"),
+    ]
+
+
+class ServiceRunner:
+    def __init__(self, settings: StackSettings, env: dict[str, str] | None = None) -> None:
+        self.dir = settings.stack_dir.resolve() / "services"
+        self.env = {**os.environ, **(env or {})}
+        self.started: list[Service] = []
+
+    def pid_file(self, service: Service) -> Path:
+        return self.dir / f"{service.name}.pid"
+
+    def log_file(self, service: Service) -> Path:
+        return self.dir / "logs" / f"{service.name}.log"
+
+    def start(self, service: Service) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if processes.running_pid(self.pid_file(service)) is not None:
+            raise RuntimeError(
+                f"{service.name} already runs (pid file {self.pid_file(service)}); `cqrs stack down` stops it"
+            )
+        processes.start_detached(
+            [sys.executable, "-m", service.module],
+            pid_file=self.pid_file(service),
+            log_file=self.log_file(service),
+            markers=[f"-m {service.module}"],
+            env=self.env,
+        )
+        self.started.append(service)
+
+    def wait_healthy(self, service: Service, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if processes.running_pid(self.pid_file(service)) is None:
+                raise RuntimeError(f"{service.name} exited; see {self.log_file(service)}")
+            if service.health_url is None:
+                return
+            try:
+                with urllib.request.urlopen(service.health_url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{service.name} not healthy in {timeout_s:.0f}s; see {self.log_file(service)}")
+
+    def exited(self) -> list[str]:
+        return [s.name for s in self.started if processes.running_pid(self.pid_file(s)) is None]
+
+    def stop_all(self, names: list[Service] | None = None) -> None:
+        """Stops in reverse start order: intake first, so nothing accepted is left unprocessed."""
+        for service in reversed(names or services()):
+            processes.stop(self.pid_file(service), timeout_s=30)

@@ -1,0 +1,72 @@
+"""Creates the contract's topics; idempotent, and loud when an existing topic differs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
+
+from infra.settings import TopicSettings
+from schemas.topics import TopicSpec, aggregate_topics
+
+
+class TopicMismatch(RuntimeError):
+    """An existing topic has another partition count or cleanup policy than the spec."""
+
+
+@dataclass(frozen=True)
+class TopicReport:
+    name: str
+    partitions: int
+    cleanup_policy: str
+    created: bool
+
+
+def specs(settings: TopicSettings) -> list[TopicSpec]:
+    return aggregate_topics(settings.aggregate, settings.topic_partitions)
+
+
+def ensure_topics(settings: TopicSettings) -> list[TopicReport]:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 4})
+    wanted = specs(settings)
+    existing = admin.list_topics(timeout=15).topics
+    to_create = [
+        NewTopic(
+            s.name,
+            s.partitions,
+            settings.topic_replication_factor,
+            config=s.all_config(settings.topic_min_insync_replicas),
+        )
+        for s in wanted
+        if s.name not in existing
+    ]
+    created = set()
+    for name, future in admin.create_topics(to_create, request_timeout=30).items() if to_create else []:
+        try:
+            future.result()
+            created.add(name)
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # lost a race with another creator
+                raise
+    metadata = admin.list_topics(timeout=15).topics
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in wanted]
+    configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
+    reports, problems = [], []
+    for spec in wanted:
+        partitions = len(metadata[spec.name].partitions)
+        policy = configs[spec.name]["cleanup.policy"].value
+        if partitions != spec.partitions:
+            problems.append(
+                f"{spec.name} has {partitions} partitions, the settings say {spec.partitions}: "
+                "changing a partition count moves aggregates to other partitions and breaks "
+                "per-aggregate ordering; set TOPIC_PARTITIONS to match, or migrate to new topics"
+            )
+        if policy != spec.cleanup_policy:
+            problems.append(
+                f"{spec.name} has cleanup.policy={policy}, the contract says {spec.cleanup_policy}"
+            )
+        reports.append(TopicReport(spec.name, partitions, policy, spec.name in created))
+    if problems:
+        raise TopicMismatch("\n".join(problems))
+    return reports

@@ -1,0 +1,1 @@
+"""The command side: HTTP command API, command processors, the pure account domain."""

@@ -1,0 +1,55 @@
+"""Composition root of the command API: settings, gateway, routes, error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from producers.api import errors, routes
+from producers.api.gateway import CommandGateway
+from producers.settings import CommandApiSettings
+
+
+def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
+    settings = settings or CommandApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = CommandGateway(settings)
+        gateway.start()
+        app.state.gateway = gateway
+        try:
+            yield
+        finally:
+            gateway.close()
+
+    app = FastAPI(
+        title="Command API",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        description="Writes: each request becomes a command on Kafka; the answer is its outcome.",
+    )
+    errors.install(app)
+    app.include_router(routes.router)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def main() -> None:
+    settings = CommandApiSettings()
+    uvicorn.run(
+        create_app(settings), host=settings.command_api_host, port=settings.command_api_port, log_level="info"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Maps domain outcomes and request errors to HTTP at the edge: every error is JSON, never a 500."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+
+from producers.api.gateway import GatewayUnavailable, OutcomeTimeout
+
+# Rejection reasons that are the client's input rather than a state conflict.
+_STATUS_BY_REASON = {
+    "account_not_found": 404,
+    "version_mismatch": 412,
+    "invalid_amount": 422,
+    "invalid_currency": 422,
+    "invalid_overdraft_limit": 422,
+}
+
+
+class CommandRejected(Exception):
+    def __init__(self, reason: str, detail: str, version: int | None) -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.version = reason, detail, version
+
+    @property
+    def status_code(self) -> int:
+        return _STATUS_BY_REASON.get(self.reason, 409)
+
+
+def error_body(error: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"error": error, "detail": detail, **extra}
+
+
+def _field(error: Any) -> dict[str, str]:
+    loc = tuple(error.get("loc") or ("body",))
+    where = str(loc[0])
+    if error.get("type") == "json_invalid":
+        return {"field": "body", "in": "body", "message": f"invalid JSON at character {loc[-1]}"}
+    name = ".".join(str(p) for p in loc[1:]) or where
+    return {"field": name, "in": where, "message": str(error.get("msg", "invalid"))}
+
+
+async def _validation_error(_: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    fields = [_field(e) for e in exc.errors()]
+    detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
+    return ORJSONResponse(error_body("validation_error", detail, fields=fields), status_code=422)
+
+
+async def _rejected(_: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, CommandRejected)
+    extra = {"current_version": exc.version} if exc.reason == "version_mismatch" else {}
+    return ORJSONResponse(error_body(exc.reason, exc.detail, **extra), status_code=exc.status_code)
+
+
+async def _timeout(_: Request, exc: Exception) -> ORJSONResponse:
+    assert isinstance(exc, OutcomeTimeout)
+    return ORJSONResponse(
+        error_body(
+            "timeout",
+            "the outcome is not known yet; retry with the same Idempotency-Key",
+            command_id=exc.command_id,
+        ),
+        status_code=504,
+    )
+
+
+async def _unavailable(_: Request, exc: Exception) -> ORJSONResponse:
+    return ORJSONResponse(error_body("unavailable", str(exc)), status_code=503, headers={"Retry-After": "1"})
+
+
+async def _unexpected(_: Request, exc: Exception) -> ORJSONResponse:
+    return ORJSONResponse(error_body("internal_error", type(exc).__name__), status_code=500)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(CommandRejected, _rejected)
+    app.add_exception_handler(OutcomeTimeout, _timeout)
+    app.add_exception_handler(GatewayUnavailable, _unavailable)
+    app.add_exception_handler(Exception, _unexpected)

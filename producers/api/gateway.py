@@ -1,0 +1,165 @@
+"""Submits commands to commands.<aggregate> and waits for their outcome on results.<aggregate>."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from producers.domain.commands import Command
+from producers.handler import CommandEnvelope
+from producers.settings import CommandApiSettings
+from producers.wire import command_to_record
+from schemas.codec import Codec, CodecError, SingleObjectCodec
+from schemas.keys import partition_for
+from schemas.topics import commands_topic, results_topic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    command_id: str
+    aggregate_id: str
+    accepted: bool
+    version: int | None
+    position: str | None
+    reason: str | None
+    detail: str | None
+
+
+class OutcomeTimeout(Exception):
+    def __init__(self, command_id: str) -> None:
+        super().__init__(f"no outcome for command {command_id} in time")
+        self.command_id = command_id
+
+
+class GatewayUnavailable(Exception):
+    """Kafka refused or lost the command; nothing was appended."""
+
+
+class CommandGateway:
+    """One producer for commands, one thread reading every results partition from its end."""
+
+    def __init__(self, settings: CommandApiSettings, codec: Codec | None = None) -> None:
+        self.settings = settings
+        self.codec = codec or SingleObjectCodec()
+        self.commands = commands_topic(settings.aggregate)
+        self.results = results_topic(settings.aggregate)
+        base = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+        self.producer = Producer({**base, "linger.ms": 1, "enable.idempotence": True})
+        self.consumer = Consumer(
+            {
+                **base,
+                "group.id": "command-api",  # never joins: partitions are assigned by hand
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self.partitions = 0
+        self._waiters: dict[str, asyncio.Future[Outcome]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Read results from their current end, so no outcome of ours can be missed."""
+        self._loop = asyncio.get_running_loop()
+        metadata = self.consumer.list_topics(timeout=10)
+        topics = {name: metadata.topics.get(name) for name in (self.commands, self.results)}
+        missing = [name for name, t in topics.items() if t is None or t.error is not None]
+        if missing:
+            raise RuntimeError(f"topics {missing} do not exist: run `cqrs topics create`")
+        self.partitions = len(topics[self.commands].partitions)
+        starts = []
+        for p in topics[self.results].partitions:
+            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.results, p), timeout=10)
+            starts.append(TopicPartition(self.results, p, high))
+        self.consumer.assign(starts)
+        for target in (self._read_results, self._serve_deliveries):
+            thread = threading.Thread(target=target, name=target.__name__, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def close(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.producer.flush(5)
+        self.consumer.close()
+
+    async def submit(self, envelope: CommandEnvelope, command: Command) -> Outcome:
+        assert self._loop is not None, "start() first"
+        future: asyncio.Future[Outcome] = self._loop.create_future()
+        self._waiters[envelope.command_id] = future
+        try:
+            name, record = command_to_record(envelope, command)
+            self.producer.produce(
+                self.commands,
+                key=envelope.aggregate_id,
+                value=self.codec.encode(name, record),
+                partition=partition_for(envelope.aggregate_id, self.partitions),
+                on_delivery=self._on_delivery(envelope.command_id),
+            )
+            return await asyncio.wait_for(future, self.settings.command_timeout_s)
+        except BufferError as exc:
+            raise GatewayUnavailable(f"producer queue is full: {exc}") from exc
+        except TimeoutError:
+            raise OutcomeTimeout(envelope.command_id) from None
+        finally:
+            self._waiters.pop(envelope.command_id, None)
+
+    def _on_delivery(self, command_id: str) -> Any:
+        def callback(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                self._resolve(command_id, GatewayUnavailable(f"command not delivered: {err.str()}"))
+
+        return callback
+
+    def _resolve(self, command_id: str, result: Outcome | Exception) -> None:
+        future = self._waiters.get(command_id)
+        if future is None or self._loop is None:
+            return
+
+        def settle() -> None:
+            if future.done():
+                return
+            if isinstance(result, Exception):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
+
+        self._loop.call_soon_threadsafe(settle)
+
+    def _serve_deliveries(self) -> None:
+        while not self._stop.is_set():
+            self.producer.poll(0.1)
+
+    def _read_results(self) -> None:
+        while not self._stop.is_set():
+            for msg in self.consumer.consume(num_messages=500, timeout=0.1):
+                if msg.error() is not None:
+                    log.warning("results consumer: %s", msg.error())
+                    continue
+                try:
+                    record = self.codec.decode(msg.value() or b"").record
+                except CodecError as exc:
+                    log.error("undecodable result at offset %s: %s", msg.offset(), exc)
+                    continue
+                if record["command_id"] in self._waiters:
+                    self._resolve(
+                        record["command_id"],
+                        Outcome(
+                            command_id=record["command_id"],
+                            aggregate_id=record["aggregate_id"],
+                            accepted=record["status"] == "ACCEPTED",
+                            version=record["version"],
+                            position=record["position"],
+                            reason=record["reason"],
+                            detail=record["detail"],
+                        ),
+                    )

@@ -1,0 +1,1 @@
+"""The pure account domain: commands, events, rules. No I/O, no bytes."""

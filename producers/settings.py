@@ -1,0 +1,42 @@
+"""Typed settings of the command side's two services, read from the environment once."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _unique_instance() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ProcessorSettings(BaseSettings):
+    """Command processor: one consumer group over commands.<aggregate>, transactional appends."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    aggregate: str = "account"
+    processor_group_id: str = "command-processor.account"
+    # Stable per instance (e.g. a StatefulSet ordinal) so a restart fences its own open
+    # transaction at once; the default is unique per process, which is always safe.
+    processor_instance_id: str = Field(default_factory=_unique_instance)
+    processor_max_batch: int = 500
+    processor_poll_timeout_s: float = 0.05
+    # Bounds how long a crashed writer's open transaction can hold back read_committed readers.
+    processor_transaction_timeout_ms: int = 10_000
+
+
+class CommandApiSettings(BaseSettings):
+    """HTTP command API: produces commands and waits for their results."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    aggregate: str = "account"
+    command_api_host: str = "127.0.0.1"
+    command_api_port: int = 8001
+    command_timeout_s: float = 10.0

@@ -1,0 +1,84 @@
+"""Maps domain commands and events to and from the Avro records of the contract (the edge)."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any
+
+from producers.domain import commands, events
+from producers.handler import CommandEnvelope
+
+AGGREGATE_TYPE = "account"
+
+_COMMANDS: dict[str, type[Any]] = {c.__name__: c for c in (commands.OpenAccount, commands.DepositMoney)}
+_EVENTS: dict[str, type[Any]] = {e.__name__: e for e in (events.AccountOpened, events.MoneyDeposited)}
+
+
+class UnknownMessageType(ValueError):
+    """A record name this side has no class for."""
+
+
+def _payload(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+def _build(classes: dict[str, type[Any]], name: str, record: dict[str, Any]) -> Any:
+    cls = classes.get(name)
+    if cls is None:
+        raise UnknownMessageType(f"unknown message type {name!r}")
+    return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls)})
+
+
+def command_to_record(envelope: CommandEnvelope, command: commands.Command) -> tuple[str, dict[str, Any]]:
+    record = {
+        "command_id": envelope.command_id,
+        "aggregate_id": envelope.aggregate_id,
+        "expected_version": envelope.expected_version,
+        "correlation_id": envelope.correlation_id,
+        "issued_at": envelope.issued_at,
+        **_payload(command),
+    }
+    return type(command).__name__, record
+
+
+def command_from_record(name: str, record: dict[str, Any]) -> tuple[CommandEnvelope, commands.Command]:
+    envelope = CommandEnvelope(
+        command_id=record["command_id"],
+        aggregate_id=record["aggregate_id"],
+        correlation_id=record["correlation_id"],
+        issued_at=record["issued_at"],
+        expected_version=record["expected_version"],
+    )
+    command: commands.Command = _build(_COMMANDS, name, record)
+    return envelope, command
+
+
+def event_to_record(
+    event: events.Event,
+    *,
+    event_id: str,
+    aggregate_id: str,
+    version: int,
+    occurred_at: datetime,
+    command: CommandEnvelope,
+) -> tuple[str, dict[str, Any]]:
+    name = type(event).__name__
+    record = {
+        "event_id": event_id,
+        "aggregate_type": AGGREGATE_TYPE,
+        "aggregate_id": aggregate_id,
+        "version": version,
+        "event_type": name,
+        "occurred_at": occurred_at,
+        "command_id": command.command_id,
+        "correlation_id": command.correlation_id,
+        "causation_id": command.command_id,
+        **_payload(event),
+    }
+    return name, record
+
+
+def event_from_record(name: str, record: dict[str, Any]) -> events.Event:
+    event: events.Event = _build(_EVENTS, name, record)
+    return event

@@ -1,0 +1,1 @@
+"""The read side's API: FastAPI over Redis views only, GET only."""

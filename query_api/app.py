@@ -1,0 +1,73 @@
+"""Composition root of the query API: settings, Redis pool, routes, error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as redis
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+
+from query_api import routes
+from query_api.settings import QueryApiSettings
+from query_api.views import ViewNotReady, ViewReader
+
+
+def _error(status: int, error: str, detail: str, **headers: str) -> ORJSONResponse:
+    return ORJSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
+    settings = settings or QueryApiSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = redis.Redis.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
+        app.state.reader = ViewReader(client)
+        try:
+            yield
+        finally:
+            await client.aclose()
+
+    app = FastAPI(
+        title="Query API",
+        version="0.1.0",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        description="Reads: Redis views kept up to date from the event log.",
+    )
+    app.include_router(routes.router)
+
+    @app.exception_handler(routes.AccountNotFound)
+    async def not_found(_: Request, exc: Exception) -> ORJSONResponse:
+        return _error(404, "account_not_found", f"no account {exc}")
+
+    @app.exception_handler(ViewNotReady)
+    async def not_ready(_: Request, exc: Exception) -> ORJSONResponse:
+        return _error(503, "view_not_ready", str(exc), **{"Retry-After": "1"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: Exception) -> ORJSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return _error(422, "validation_error", detail)
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def main() -> None:
+    settings = QueryApiSettings()
+    uvicorn.run(
+        create_app(settings), host=settings.query_api_host, port=settings.query_api_port, log_level="info"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Avro single-object encoding (0xC3 0x01, CRC-64-AVRO fingerprint, body) with typed decode errors."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from schemas.registry import SchemaRegistry, UnknownSchema, default_registry
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = len(MAGIC) + 8
+
+
+class CodecError(Exception):
+    """Base of every error the codec raises."""
+
+
+class EncodeError(CodecError):
+    """The record does not fit the schema it was written with."""
+
+
+class DecodeError(CodecError):
+    """Bytes that cannot be turned into a record; says what it saw."""
+
+
+class WrongMagic(DecodeError):
+    """The bytes do not start with the single-object marker 0xC3 0x01."""
+
+
+class UnknownFingerprint(DecodeError):
+    """The writer schema's fingerprint matches no released schema."""
+
+
+class CorruptBody(DecodeError):
+    """The header is fine but the body is truncated, too long or invalid for its schema."""
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A record resolved into the current (reader) version of its schema."""
+
+    name: str  # record name, e.g. MoneyDeposited
+    writer_version: int
+    record: dict[str, Any]
+
+
+class Codec(Protocol):
+    """The serialization boundary: another framing (e.g. Confluent's) implements the same."""
+
+    def encode(self, name: str, record: dict[str, Any]) -> bytes: ...
+
+    def decode(self, data: bytes) -> Decoded: ...
+
+
+class SingleObjectCodec:
+    """Writes with the newest version of a schema; reads any released version into the newest."""
+
+    def __init__(self, registry: SchemaRegistry | None = None) -> None:
+        self.registry = registry or default_registry()
+
+    def encode(self, name: str, record: dict[str, Any]) -> bytes:
+        try:
+            schema = self.registry.latest(name)
+        except UnknownSchema as exc:
+            raise EncodeError(str(exc)) from None
+        buf = io.BytesIO()
+        buf.write(MAGIC)
+        buf.write(schema.fingerprint.to_bytes(8, "little"))
+        try:
+            schemaless_writer(buf, schema.parsed, record)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            raise EncodeError(f"{name}: record does not fit schema v{schema.version}: {exc!r}") from exc
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> Decoded:
+        if len(data) < HEADER_SIZE:
+            raise WrongMagic(f"{len(data)} bytes is shorter than the {HEADER_SIZE}-byte header")
+        if data[:2] != MAGIC:
+            raise WrongMagic(f"expected marker c301, saw {data[:2].hex()}")
+        fp = int.from_bytes(data[2:HEADER_SIZE], "little")
+        try:
+            writer = self.registry.by_fingerprint(fp)
+        except UnknownSchema as exc:
+            raise UnknownFingerprint(str(exc)) from None
+        reader = self.registry.latest(writer.name)
+        body = io.BytesIO(data)
+        body.seek(HEADER_SIZE)
+        try:
+            record = schemaless_reader(body, writer.parsed, reader.parsed)
+        except Exception as exc:  # fastavro raises many types on bad input; all mean "corrupt"
+            raise CorruptBody(f"{writer.name} v{writer.version}: body does not decode: {exc!r}") from exc
+        if body.tell() != len(data):
+            raise CorruptBody(f"{writer.name} v{writer.version}: {len(data) - body.tell()} trailing bytes")
+        if not isinstance(record, dict):
+            raise CorruptBody(f"{writer.name}: decoded to {type(record).__name__}, not a record")
+        return Decoded(name=writer.name, writer_version=writer.version, record=record)

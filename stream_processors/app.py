@@ -1,0 +1,80 @@
+"""Composition root of the projector: settings, faust app, topic, the one agent, Redis writer."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import faust
+import redis
+import redis.asyncio as aredis
+
+from schemas.codec import SingleObjectCodec
+from schemas.topics import events_topic
+from stream_processors.projections import accounts
+from stream_processors.projector import Projector, RawRecord
+from stream_processors.settings import ProjectorSettings
+from stream_processors.view_writer import ViewWriter, current_key
+
+log = logging.getLogger(__name__)
+
+
+def current_generation(redis_url: str, view: str) -> int:
+    """The generation queries read; the first start creates generation 1."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.set(current_key(view), 1, nx=True)
+        return int(client.get(current_key(view)))  # type: ignore[arg-type]
+    finally:
+        client.close()
+
+
+def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
+    app = faust.App(
+        f"projector.{accounts.VIEW}.g{generation}",  # the consumer group of this generation
+        broker=[f"kafka-rc://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
+        topic_disable_leader=True,
+        web_enabled=False,
+        store="memory://",
+        consumer_auto_offset_reset="earliest",
+        producer_linger=0.005,
+    )
+    topic = app.topic(
+        events_topic(settings.aggregate),
+        key_serializer="raw",
+        value_serializer="raw",
+        internal=False,
+    )
+
+    @app.agent(topic, concurrency=1)
+    async def project_accounts(stream: Any) -> None:
+        client = aredis.Redis.from_url(settings.redis_url)
+        projector = Projector(
+            SingleObjectCodec(), accounts.project, ViewWriter(client, accounts.VIEW, generation)
+        )
+        try:
+            async for events in stream.take_events(
+                settings.projector_batch_size, within=settings.projector_batch_within_s
+            ):
+                records = [RawRecord(e.message.partition, e.message.offset, e.message.value) for e in events]
+                await projector.handle(records)
+        except Exception:
+            # faust acks a batch even when the agent raises; exiting before its next commit
+            # keeps every unapplied event uncommitted, to be re-read after the restart.
+            log.critical("projector failed; exiting so no unapplied offset is committed", exc_info=True)
+            os._exit(70)
+
+    return app
+
+
+def main() -> None:
+    settings = ProjectorSettings()
+    generation = current_generation(settings.redis_url, accounts.VIEW)
+    app = create_app(settings, generation)
+    worker = faust.Worker(app, loglevel=settings.projector_log_level, quiet=True)
+    worker.execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Projections: deterministic functions from one decoded event to the Redis operations it implies."""

@@ -1,0 +1,16 @@
+"""Typed settings of the projector service, read from the environment once."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ProjectorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore")
+
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    aggregate: str = "account"
+    projector_batch_size: int = 1000
+    projector_batch_within_s: float = 0.02
+    projector_log_level: str = "info"
