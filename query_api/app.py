@@ -9,15 +9,15 @@ import redis.asyncio as redis
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 
 from query_api import routes
 from query_api.settings import QueryApiSettings
 from query_api.views import ViewNotReady, ViewReader
 
 
-def _error(status: int, error: str, detail: str, **headers: str) -> ORJSONResponse:
-    return ORJSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+def _error(status: int, error: str, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
 
 
 def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
@@ -36,21 +36,20 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
         title="Query API",
         version="0.1.0",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
         description="Reads: Redis views kept up to date from the event log.",
     )
     app.include_router(routes.router)
 
     @app.exception_handler(routes.AccountNotFound)
-    async def not_found(_: Request, exc: Exception) -> ORJSONResponse:
+    async def not_found(_: Request, exc: Exception) -> JSONResponse:
         return _error(404, "account_not_found", f"no account {exc}")
 
     @app.exception_handler(ViewNotReady)
-    async def not_ready(_: Request, exc: Exception) -> ORJSONResponse:
+    async def not_ready(_: Request, exc: Exception) -> JSONResponse:
         return _error(503, "view_not_ready", str(exc), **{"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: Exception) -> ORJSONResponse:
+    async def invalid(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return _error(422, "validation_error", detail)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
-from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel
 
 from query_api.views import ViewReader
@@ -62,4 +62,4 @@ async def get_account(
     etag = f'"{account["version"]}"'
     if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=304, headers={"ETag": etag})
-    return ORJSONResponse(account, headers={"ETag": etag})
+    return Response(orjson.dumps(account), media_type="application/json", headers={"ETag": etag})

@@ -7,19 +7,20 @@ from contextlib import asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from producers.api import errors, routes
-from producers.api.gateway import CommandGateway
+from producers.api.gateway import CommandBus, CommandGateway
 from producers.settings import CommandApiSettings
 
 
-def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
+def create_app(settings: CommandApiSettings | None = None, gateway: CommandBus | None = None) -> FastAPI:
+    """`gateway` is for tests (a fake); by default the Kafka one is made and started."""
     settings = settings or CommandApiSettings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gateway = CommandGateway(settings)
+        nonlocal gateway
+        gateway = gateway or CommandGateway(settings)
         gateway.start()
         app.state.gateway = gateway
         try:
@@ -31,7 +32,6 @@ def create_app(settings: CommandApiSettings | None = None) -> FastAPI:
         title="Command API",
         version="0.1.0",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
         description="Writes: each request becomes a command on Kafka; the answer is its outcome.",
     )
     errors.install(app)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 
 from producers.api.gateway import GatewayUnavailable, OutcomeTimeout
 
@@ -43,22 +43,22 @@ def _field(error: Any) -> dict[str, str]:
     return {"field": name, "in": where, "message": str(error.get("msg", "invalid"))}
 
 
-async def _validation_error(_: Request, exc: Exception) -> ORJSONResponse:
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     fields = [_field(e) for e in exc.errors()]
     detail = "; ".join(f"{f['field']}: {f['message']}" for f in fields)
-    return ORJSONResponse(error_body("validation_error", detail, fields=fields), status_code=422)
+    return JSONResponse(error_body("validation_error", detail, fields=fields), status_code=422)
 
 
-async def _rejected(_: Request, exc: Exception) -> ORJSONResponse:
+async def _rejected(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CommandRejected)
     extra = {"current_version": exc.version} if exc.reason == "version_mismatch" else {}
-    return ORJSONResponse(error_body(exc.reason, exc.detail, **extra), status_code=exc.status_code)
+    return JSONResponse(error_body(exc.reason, exc.detail, **extra), status_code=exc.status_code)
 
 
-async def _timeout(_: Request, exc: Exception) -> ORJSONResponse:
+async def _timeout(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, OutcomeTimeout)
-    return ORJSONResponse(
+    return JSONResponse(
         error_body(
             "timeout",
             "the outcome is not known yet; retry with the same Idempotency-Key",
@@ -68,12 +68,12 @@ async def _timeout(_: Request, exc: Exception) -> ORJSONResponse:
     )
 
 
-async def _unavailable(_: Request, exc: Exception) -> ORJSONResponse:
-    return ORJSONResponse(error_body("unavailable", str(exc)), status_code=503, headers={"Retry-After": "1"})
+async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(error_body("unavailable", str(exc)), status_code=503, headers={"Retry-After": "1"})
 
 
-async def _unexpected(_: Request, exc: Exception) -> ORJSONResponse:
-    return ORJSONResponse(error_body("internal_error", type(exc).__name__), status_code=500)
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(error_body("internal_error", type(exc).__name__), status_code=500)
 
 
 def install(app: FastAPI) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
@@ -40,6 +40,16 @@ class OutcomeTimeout(Exception):
 
 class GatewayUnavailable(Exception):
     """Kafka refused or lost the command; nothing was appended."""
+
+
+class CommandBus(Protocol):
+    """What the routes need: submit a command and get its outcome. Faked in unit tests."""
+
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    async def submit(self, envelope: CommandEnvelope, command: Command) -> Outcome: ...
 
 
 class CommandGateway:

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from producers.api.errors import CommandRejected
-from producers.api.gateway import CommandGateway, Outcome
+from producers.api.gateway import CommandBus, Outcome
 from producers.domain.commands import Command, DepositMoney, OpenAccount
 from producers.handler import CommandEnvelope
 
@@ -20,12 +20,12 @@ _KEYS = uuid.UUID("6f1d8a52-3c1e-4b8e-9a57-0d7a0e1f2b44")  # namespace for Idemp
 router = APIRouter(tags=["accounts"])
 
 
-def get_gateway(request: Request) -> CommandGateway:
-    gateway: CommandGateway = request.app.state.gateway
+def get_gateway(request: Request) -> CommandBus:
+    gateway: CommandBus = request.app.state.gateway
     return gateway
 
 
-Gateway = Annotated[CommandGateway, Depends(get_gateway)]
+Gateway = Annotated[CommandBus, Depends(get_gateway)]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)]
 AccountId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
 
@@ -56,7 +56,7 @@ def _command_id(key: str | None) -> str:
 
 
 async def _run(
-    gateway: CommandGateway, response: Response, aggregate_id: str, command: Command, key: str | None
+    gateway: CommandBus, response: Response, aggregate_id: str, command: Command, key: str | None
 ) -> CommandAccepted:
     command_id = _command_id(key)
     envelope = CommandEnvelope(

@@ -1,0 +1,116 @@
+"""The first slice end to end: the four services as processes, against the real Kafka and Redis."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from infra.services import ServiceRunner, services
+from infra.settings import StackSettings
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.e2e
+
+COMMAND_PORT = int(os.environ.get("COMMAND_API_PORT", "18001"))
+QUERY_PORT = int(os.environ.get("QUERY_API_PORT", "18002"))
+
+
+@pytest.fixture(scope="module")
+def running(stack: Stack) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
+        "REDIS_URL": stack.redis_url,
+        "COMMAND_API_PORT": str(COMMAND_PORT),
+        "QUERY_API_PORT": str(QUERY_PORT),
+    }
+    runner = ServiceRunner(StackSettings(), env=env)
+    try:
+        for service in services(COMMAND_PORT, QUERY_PORT):
+            runner.start(service)
+            runner.wait_healthy(service)
+        with (
+            httpx.Client(base_url=f"http://127.0.0.1:{COMMAND_PORT}", timeout=15) as commands,
+            httpx.Client(base_url=f"http://127.0.0.1:{QUERY_PORT}", timeout=5) as queries,
+        ):
+            yield commands, queries
+    finally:
+        runner.stop_all(runner.started)
+
+
+def read_until(queries: httpx.Client, path: str, done: Any, within_s: float = 10) -> httpx.Response:
+    deadline = time.monotonic() + within_s
+    while True:
+        response = queries.get(path)
+        if done(response) or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
+
+
+def test_open_deposit_twice_and_read_the_view(
+    running: tuple[httpx.Client, httpx.Client], unique: str
+) -> None:
+    commands, queries = running
+    opened = commands.post("/accounts", json={"owner_id": f"owner-{unique}", "currency": "EUR"})
+    assert opened.status_code == 201, opened.text
+    account_id = opened.json()["account_id"]
+    assert opened.json()["version"] == 1
+    assert opened.headers["X-Position"] == opened.json()["position"]
+
+    first = commands.post(f"/accounts/{account_id}/deposits", json={"amount": 1250})
+    second = commands.post(f"/accounts/{account_id}/deposits", json={"amount": 750, "reference": "r"})
+    assert (first.status_code, second.status_code) == (200, 200), (first.text, second.text)
+    assert (first.json()["version"], second.json()["version"]) == (2, 3)
+
+    view = read_until(
+        queries, f"/accounts/{account_id}", lambda r: r.status_code == 200 and r.json()["version"] == 3
+    )
+    assert view.status_code == 200, view.text
+    body = view.json()
+    assert (body["balance"], body["version"], body["currency"]) == (2000, 3, "EUR")
+    assert body["owner_id"] == f"owner-{unique}"
+    assert view.headers["ETag"] == '"3"'
+    assert queries.get(f"/accounts/{account_id}", headers={"If-None-Match": '"3"'}).status_code == 304
+
+
+def test_the_same_idempotency_key_appends_once(
+    running: tuple[httpx.Client, httpx.Client], unique: str
+) -> None:
+    commands, queries = running
+    account_id = commands.post("/accounts", json={"owner_id": "o", "currency": "EUR"}).json()["account_id"]
+    answers = [
+        commands.post(
+            f"/accounts/{account_id}/deposits",
+            json={"amount": 100},
+            headers={"Idempotency-Key": f"dep-{unique}"},
+        ).json()
+        for _ in range(3)
+    ]
+    assert answers[0] == answers[1] == answers[2]
+    assert answers[0]["version"] == 2
+    view = read_until(
+        queries, f"/accounts/{account_id}", lambda r: r.status_code == 200 and r.json()["version"] == 2
+    )
+    assert view.json()["balance"] == 100
+
+
+def test_bad_input_gets_clear_errors_never_500(
+    running: tuple[httpx.Client, httpx.Client], unique: str
+) -> None:
+    commands, queries = running
+    unknown = commands.post(f"/accounts/nobody-{unique}/deposits", json={"amount": 5})
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == "account_not_found"
+
+    malformed = commands.post("/accounts", content=b"{not json", headers={"content-type": "application/json"})
+    assert malformed.status_code == 422
+
+    missing = commands.post("/accounts", json={"currency": "EUR"})
+    assert missing.status_code == 422
+    assert [f["field"] for f in missing.json()["fields"]] == ["owner_id"]
+
+    assert queries.get(f"/accounts/nobody-{unique}").status_code == 404
