@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -18,14 +19,19 @@ from infra.kafka_broker import StackError
 from infra.services import ServiceRunner, services
 from infra.settings import StackSettings, TopicSettings
 from infra.topics import TopicMismatch, ensure_topics
+from schemas.compatibility import check_registry
+from schemas.golden import write_missing
+from schemas.registry import AVRO_ROOT, SchemaRegistry
 
 app = typer.Typer(help="CQRS + event sourcing on Kafka: operator commands.", no_args_is_help=True)
 stack_app = typer.Typer(
     help="The local Kafka (KRaft, from Maven Central jars) and Redis.", no_args_is_help=True
 )
 topics_app = typer.Typer(help="Topics of the event contract.", no_args_is_help=True)
+schemas_app = typer.Typer(help="The Avro schemas of the event contract.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
+app.add_typer(schemas_app, name="schemas")
 console = Console(soft_wrap=True)
 
 
@@ -88,6 +94,35 @@ def _create_topics() -> None:
 def topics_create() -> None:
     """Create events.*, commands.* and results.* topics; idempotent; fails if one differs."""
     _create_topics()
+
+
+@schemas_app.command("check")
+def schemas_check(
+    root: Annotated[Path, typer.Option(help="folder of .avsc files")] = AVRO_ROOT,
+) -> None:
+    """Every new schema version must read, and be read by, every earlier one (full transitive)."""
+    try:
+        registry = SchemaRegistry(root)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    problems = check_registry(registry)
+    for problem in problems:
+        console.print(f"[red]incompatible:[/red] {problem}")
+    if problems:
+        raise typer.Exit(1)
+    count = sum(len(registry.versions(n)) for n in registry.names())
+    console.print(f"{len(registry.names())} schemas, {count} versions: all compatible")
+
+
+@schemas_app.command("golden")
+def schemas_golden(
+    folder: Annotated[Path, typer.Option(help="where the fixtures live")] = Path("tests/golden"),
+) -> None:
+    """Add golden fixtures for schema versions that have none; never rewrites an existing one."""
+    written = write_missing(SchemaRegistry(), folder)
+    for path in written:
+        console.print(f"wrote {path}")
+    console.print(f"{len(written)} files written" if written else "every version has its fixture")
 
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from schemas.registry import SchemaRegistry, UnknownSchema, default_registry
+from schemas.registry import SchemaRegistry, SchemaVersion, UnknownSchema, default_registry
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
@@ -66,6 +66,11 @@ class SingleObjectCodec:
             schema = self.registry.latest(name)
         except UnknownSchema as exc:
             raise EncodeError(str(exc)) from None
+        return self.encode_as(schema, record)
+
+    def encode_as(self, schema: SchemaVersion, record: dict[str, Any]) -> bytes:
+        """Write with one given (possibly older) version, e.g. for golden fixtures."""
+        name = schema.name
         buf = io.BytesIO()
         buf.write(MAGIC)
         buf.write(schema.fingerprint.to_bytes(8, "little"))

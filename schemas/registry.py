@@ -23,6 +23,7 @@ class SchemaVersion:
     name: str  # e.g. MoneyDeposited
     version: int
     path: Path
+    raw: Any  # the JSON as written in the file
     parsed: Any  # fastavro's parsed form
     fingerprint: int  # CRC-64-AVRO of the parsing canonical form
 
@@ -57,14 +58,20 @@ class SchemaRegistry:
             name=raw["name"],
             version=int(match["version"]),
             path=path,
+            raw=raw,
             parsed=parsed,
             fingerprint=int(fingerprint(canonical, "CRC-64-AVRO"), 16),
         )
         if schema.fingerprint in self._by_fingerprint:
             other = self._by_fingerprint[schema.fingerprint]
             raise ValueError(f"{path}: same canonical schema as {other.path}")
+        same_name = self._versions.setdefault(schema.name, [])
+        if same_name and same_name[0].full_name != schema.full_name:
+            raise ValueError(f"{path}: {schema.full_name} and {same_name[0].full_name} share a name")
+        if any(v.version == schema.version for v in same_name):
+            raise ValueError(f"{path}: version {schema.version} of {schema.name} exists twice")
         self._by_fingerprint[schema.fingerprint] = schema
-        self._versions.setdefault(schema.name, []).append(schema)
+        same_name.append(schema)
 
     def by_fingerprint(self, value: int) -> SchemaVersion:
         try:

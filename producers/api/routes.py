@@ -92,5 +92,5 @@ async def deposit(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> CommandAccepted:
-    command = DepositMoney(body.amount, body.reference)
+    command = DepositMoney(body.amount, body.reference, channel="http")
     return await _run(gateway, response, account_id, command, idempotency_key)

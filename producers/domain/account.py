@@ -36,7 +36,7 @@ def decide(state: Account | None, command: Command) -> list[Event]:
                 raise errors.AccountNotFound("no such account")
             if command.amount <= 0:
                 raise errors.InvalidAmount("amount must be > 0")
-            return [MoneyDeposited(command.amount, command.reference)]
+            return [MoneyDeposited(command.amount, command.reference, command.channel)]
     raise TypeError(f"not a command: {command!r}")
 
 

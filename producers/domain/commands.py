@@ -16,6 +16,7 @@ class OpenAccount:
 class DepositMoney:
     amount: int
     reference: str | None = None
+    channel: str = "unspecified"
 
 
 Command = OpenAccount | DepositMoney

@@ -16,6 +16,7 @@ class AccountOpened:
 class MoneyDeposited:
     amount: int
     reference: str | None = None
+    channel: str = "unspecified"
 
 
 Event = AccountOpened | MoneyDeposited

@@ -30,6 +30,7 @@ def deposited(**overrides: object) -> dict[str, object]:
         "causation_id": "c1",
         "amount": 1250,
         "reference": None,
+        "channel": "http",
     }
     record.update(overrides)
     return record
@@ -40,7 +41,7 @@ def test_round_trip_keeps_every_field() -> None:
     assert data[:2] == MAGIC
     decoded = codec.decode(data)
     assert decoded.name == "MoneyDeposited"
-    assert decoded.writer_version == 1
+    assert decoded.writer_version == 2
     assert decoded.record == deposited()
 
 
