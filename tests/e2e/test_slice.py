@@ -2,44 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from infra.services import ServiceRunner, services
-from infra.settings import StackSettings
-from tests.conftest import Stack
-
 pytestmark = pytest.mark.e2e
-
-COMMAND_PORT = int(os.environ.get("COMMAND_API_PORT", "18001"))
-QUERY_PORT = int(os.environ.get("QUERY_API_PORT", "18002"))
-
-
-@pytest.fixture(scope="module")
-def running(stack: Stack) -> Iterator[tuple[httpx.Client, httpx.Client]]:
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
-        "REDIS_URL": stack.redis_url,
-        "COMMAND_API_PORT": str(COMMAND_PORT),
-        "QUERY_API_PORT": str(QUERY_PORT),
-    }
-    runner = ServiceRunner(StackSettings(), env=env)
-    try:
-        for service in services(COMMAND_PORT, QUERY_PORT):
-            runner.start(service)
-            runner.wait_healthy(service)
-        with (
-            httpx.Client(base_url=f"http://127.0.0.1:{COMMAND_PORT}", timeout=15) as commands,
-            httpx.Client(base_url=f"http://127.0.0.1:{QUERY_PORT}", timeout=5) as queries,
-        ):
-            yield commands, queries
-    finally:
-        runner.stop_all(runner.started)
 
 
 def read_until(queries: httpx.Client, path: str, done: Any, within_s: float = 10) -> httpx.Response:

@@ -1,0 +1,38 @@
+"""The four services as processes against the real Kafka and Redis, shared by the e2e tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from infra.services import ServiceRunner, services
+from infra.settings import StackSettings
+from tests.conftest import Stack
+
+COMMAND_PORT = int(os.environ.get("COMMAND_API_PORT", "18001"))
+QUERY_PORT = int(os.environ.get("QUERY_API_PORT", "18002"))
+
+
+@pytest.fixture(scope="session")
+def running(stack: Stack) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
+        "REDIS_URL": stack.redis_url,
+        "COMMAND_API_PORT": str(COMMAND_PORT),
+        "QUERY_API_PORT": str(QUERY_PORT),
+    }
+    runner = ServiceRunner(StackSettings(), env=env)
+    try:
+        for service in services(COMMAND_PORT, QUERY_PORT):
+            runner.start(service)
+            runner.wait_healthy(service)
+        with (
+            httpx.Client(base_url=f"http://127.0.0.1:{COMMAND_PORT}", timeout=15) as commands,
+            httpx.Client(base_url=f"http://127.0.0.1:{QUERY_PORT}", timeout=5) as queries,
+        ):
+            yield commands, queries
+    finally:
+        runner.stop_all(runner.started)
