@@ -1,19 +1,17 @@
-"""Per-command rules around the domain: expected version, idempotency by command id, then decide."""
+"""Per-command rules around the domain: idempotency by command id, expected version, then decide."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass, field
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
 from datetime import datetime
 
 from producers.domain.account import Account, decide, evolve
 from producers.domain.commands import Command
 from producers.domain.errors import DomainError
 from producers.domain.events import Event
-
-# How many handled command ids each aggregate remembers (newest kept). A retry older than this
-# window is treated as a new command. Documented in the README.
-IDEMPOTENCY_WINDOW = 1000
 
 
 @dataclass(frozen=True)
@@ -25,34 +23,30 @@ class CommandEnvelope:
     expected_version: int | None = None
 
 
-@dataclass(frozen=True)
-class Handled:
-    """What a command already did: the version it left and where its last event sits."""
-
-    version: int
-    position: str
-
-
 @dataclass
 class Stream:
-    """Everything the single writer knows about one aggregate."""
+    """What the single writer knows about one aggregate."""
 
     state: Account | None = None
     version: int = 0
-    handled: OrderedDict[str, Handled] = field(default_factory=OrderedDict)
 
-    def copy(self) -> Stream:
-        return Stream(self.state, self.version, OrderedDict(self.handled))
-
-    def apply(self, event: Event, version: int, command_id: str, position: str) -> None:
+    def apply(self, event: Event, version: int) -> None:
         if version != self.version + 1:
             raise ValueError(f"version {version} does not follow {self.version}")
         self.state = evolve(self.state, event)
         self.version = version
-        self.handled[command_id] = Handled(version, position)
-        self.handled.move_to_end(command_id)
-        while len(self.handled) > IDEMPOTENCY_WINDOW:
-            self.handled.popitem(last=False)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a command did; a retry with the same command id gets exactly this again."""
+
+    accepted: bool
+    version: int
+    position: str | None
+    reason: str | None
+    detail: str | None
+    request_hash: str | None
 
 
 @dataclass(frozen=True)
@@ -66,20 +60,40 @@ class Rejected:
     reason: str
     detail: str
     version: int  # the aggregate's current version
+    remember: bool = True  # False: not this command's outcome (a misused id), so not replayed
 
 
 @dataclass(frozen=True)
 class AlreadyHandled:
-    previous: Handled
+    previous: Outcome
 
 
 Decision = Accepted | Rejected | AlreadyHandled
 
 
-def handle(stream: Stream, envelope: CommandEnvelope, command: Command) -> Decision:
+def request_hash(envelope: CommandEnvelope, command: Command) -> str:
+    """Digest of what the command asks for, so a reused command id with another body is caught."""
+    body = {
+        "type": type(command).__name__,
+        "aggregate_id": envelope.aggregate_id,
+        "expected_version": envelope.expected_version,
+        **dataclasses.asdict(command),
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def handle(
+    stream: Stream, envelope: CommandEnvelope, command: Command, previous: Outcome | None, digest: str
+) -> Decision:
     """Decide one command against one aggregate's stream. Pure: the caller appends."""
-    previous = stream.handled.get(envelope.command_id)
     if previous is not None:
+        if previous.request_hash is not None and previous.request_hash != digest:
+            return Rejected(
+                "idempotency_key_reused",
+                "this command id was used before for a different request",
+                stream.version,
+                remember=False,
+            )
         return AlreadyHandled(previous)
     if envelope.expected_version is not None and envelope.expected_version != stream.version:
         return Rejected(

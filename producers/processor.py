@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,17 +17,25 @@ from producers.handler import (
     Accepted,
     AlreadyHandled,
     CommandEnvelope,
-    Handled,
+    Outcome,
     Rejected,
     Stream,
     handle,
+    request_hash,
 )
 from producers.settings import ProcessorSettings
-from producers.wire import command_from_record, event_from_record, event_to_record
+from producers.state_loader import PartitionState, StateLoader
+from producers.wire import (
+    CHECKPOINT_PREFIX,
+    UnknownMessageType,
+    command_from_record,
+    event_to_record,
+    snapshot_to_record,
+)
 from schemas.codec import Codec, CodecError, SingleObjectCodec
 from schemas.keys import event_key, partition_for
 from schemas.positions import Position
-from schemas.topics import commands_topic, events_topic, results_topic
+from schemas.topics import commands_topic, events_topic, results_topic, snapshots_topic
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +46,37 @@ class TopicLayoutError(RuntimeError):
 
 @dataclass
 class _Pending:
-    """One command's outcome, waiting for the offsets of its events before the result is sent."""
+    """One command's outcome within the open transaction; positions arrive with the acks."""
 
-    envelope: CommandEnvelope
+    command_id: str
+    aggregate_id: str
+    correlation_id: str
     partition: int
-    status: str
+    accepted: bool
     version: int
-    stream: Stream | None = None  # accepted: its handled map gives the position after delivery
+    digest: str | None
     reason: str | None = None
     detail: str | None = None
+    position: str | None = None
+    remember: bool = True
 
-    @property
-    def position(self) -> str | None:
-        if self.stream is None:
-            return None
-        return self.stream.handled[self.envelope.command_id].position
+    def outcome(self) -> Outcome:
+        return Outcome(self.accepted, self.version, self.position, self.reason, self.detail, self.digest)
+
+
+@dataclass
+class _Batch:
+    """Working copies for one transaction; merged into the processor's state only on commit."""
+
+    streams: dict[str, Stream] = field(default_factory=dict)
+    handled: dict[str, _Pending] = field(default_factory=dict)
+    pending: list[_Pending] = field(default_factory=list)
+    first_offsets: dict[int, int] = field(default_factory=dict)
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    event_ends: dict[int, int] = field(default_factory=dict)  # partition -> last event offset + 1
+    appended: dict[int, int] = field(default_factory=dict)  # partition -> events appended
+    checkpointed: set[int] = field(default_factory=set)  # partitions snapshotted in this batch
+    delivery_errors: list[KafkaError] = field(default_factory=list)
 
 
 def _now() -> datetime:
@@ -64,9 +89,9 @@ class CommandProcessor:
     def __init__(self, settings: ProcessorSettings, codec: Codec | None = None) -> None:
         self.settings = settings
         self.codec = codec or SingleObjectCodec()
-        self.commands = commands_topic(settings.aggregate)
-        self.events = events_topic(settings.aggregate)
-        self.results = results_topic(settings.aggregate)
+        aggregate = settings.aggregate
+        self.commands, self.events = commands_topic(aggregate), events_topic(aggregate)
+        self.results, self.snapshots = results_topic(aggregate), snapshots_topic(aggregate)
         base = {"bootstrap.servers": settings.kafka_bootstrap_servers}
         self.consumer = Consumer(
             {
@@ -75,6 +100,9 @@ class CommandProcessor:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
+                "session.timeout.ms": settings.processor_session_timeout_ms,
+                "heartbeat.interval.ms": max(1000, settings.processor_session_timeout_ms // 5),
+                "fetch.wait.max.ms": 10,
             }
         )
         self.producer = Producer(
@@ -82,17 +110,23 @@ class CommandProcessor:
                 **base,
                 "transactional.id": f"{settings.processor_group_id}.{settings.processor_instance_id}",
                 "transaction.timeout.ms": settings.processor_transaction_timeout_ms,
-                "linger.ms": 2,
+                "linger.ms": 1,
             }
         )
         self.partitions = self._check_topic_layout()
-        self.streams: dict[str, Stream] = {}
+        self.loader = StateLoader(
+            settings.kafka_bootstrap_servers,
+            settings.processor_group_id,
+            self.codec,
+            {"events": self.events, "results": self.results, "snapshots": self.snapshots},
+        )
+        self.owned: dict[int, PartitionState] = {}
         self.stop_requested = threading.Event()
 
     def _check_topic_layout(self) -> int:
         metadata = self.consumer.list_topics(timeout=10)
         counts = {}
-        for name in (self.commands, self.events, self.results):
+        for name in (self.commands, self.events, self.results, self.snapshots):
             topic = metadata.topics.get(name)
             if topic is None or topic.error is not None:
                 raise TopicLayoutError(f"topic {name} does not exist: run `cqrs topics create`")
@@ -104,74 +138,31 @@ class CommandProcessor:
     # -- partition ownership -------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Waits for any transaction of the previous owner to settle (the offset fetch of a
-        # read_committed consumer requires stable offsets), then loads the partitions' history.
+        # The committed-offset fetch of a read_committed consumer waits for the previous owner's
+        # pending transaction to settle, so the history read next is complete.
         consumer.committed(partitions, timeout=30)
-        numbers = [tp.partition for tp in partitions]
-        self._load(numbers)
-        log.info("assigned partitions %s; %d aggregates in memory", numbers, len(self.streams))
+        states, stats = self.loader.load([tp.partition for tp in partitions])
+        self.owned.update(states)
+        log.info(
+            "assigned partitions %s: %d snapshots, %d events, %d results loaded in %.2fs",
+            sorted(states),
+            stats.snapshots,
+            stats.events,
+            stats.results,
+            stats.seconds,
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in partitions}
-        self.streams = {
-            aggregate_id: stream
-            for aggregate_id, stream in self.streams.items()
-            if partition_for(aggregate_id, self.partitions) not in gone
-        }
-        log.info("revoked partitions %s", sorted(gone))
-
-    def _load(self, partitions: list[int]) -> None:
-        """Rebuild every aggregate of these partitions from the committed events."""
-        loader = Consumer(
-            {
-                "bootstrap.servers": self.settings.kafka_bootstrap_servers,
-                "group.id": f"{self.settings.processor_group_id}.loader",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-            }
-        )
-        try:
-            ends: dict[int, int] = {}
-            starts = []
-            for p in partitions:
-                low, high = loader.get_watermark_offsets(TopicPartition(self.events, p), timeout=10)
-                if high > low:
-                    ends[p] = high
-                    starts.append(TopicPartition(self.events, p, low))
-            if not starts:
-                return
-            loader.assign(starts)
-            while ends:
-                for msg in loader.consume(num_messages=1000, timeout=0.5):
-                    if msg.error():
-                        raise KafkaException(msg.error())
-                    self._replay(msg)
-                for tp in loader.position([TopicPartition(self.events, p) for p in list(ends)]):
-                    if tp.offset >= ends[tp.partition]:
-                        del ends[tp.partition]
-        finally:
-            loader.close()
-
-    def _replay(self, msg: Message) -> None:
-        decoded = self.codec.decode(msg.value() or b"")
-        record = decoded.record
-        stream = self.streams.setdefault(record["aggregate_id"], Stream())
-        stream.apply(
-            event_from_record(decoded.name, record),
-            record["version"],
-            record["command_id"],
-            Position(msg.partition() or 0, msg.offset() or 0).token(),
-        )
+        for tp in partitions:
+            self.owned.pop(tp.partition, None)
+        log.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
 
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
         self.producer.init_transactions()
         self.consumer.subscribe(
-            [self.commands],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
+            [self.commands], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
         )
         try:
             while not self.stop_requested.is_set():
@@ -183,16 +174,12 @@ class CommandProcessor:
                     self.process(messages)
         finally:
             # No transaction is open here: process() always commits or aborts before returning.
-            self.consumer.close()  # leaves the group so the partitions move at once
-            self.producer.flush(10)
+            self.consumer.close()  # leaves the group, so the partitions move at once
             log.info("command processor stopped")
 
     def process(self, messages: list[Message]) -> None:
-        """Handle a batch of commands in one transaction: events, results and offsets together."""
-        working: dict[str, Stream] = {}
-        pending: list[_Pending] = []
-        first_offsets: dict[int, int] = {}
-        next_offsets: dict[int, int] = {}
+        """Handle a batch of commands in one transaction: events, results, snapshots and offsets."""
+        batch = _Batch()
         self.producer.begin_transaction()
         try:
             for msg in messages:
@@ -202,28 +189,50 @@ class CommandProcessor:
                         continue
                     raise KafkaException(err)
                 partition, offset = msg.partition() or 0, msg.offset() or 0
-                first_offsets.setdefault(partition, offset)
-                next_offsets[partition] = offset + 1
-                outcome = self._handle(msg, working)
-                if outcome is not None:
-                    pending.append(outcome)
+                if partition not in self.owned:
+                    continue  # revoked while fetched; the new owner reads it again
+                batch.first_offsets.setdefault(partition, offset)
+                batch.next_offsets[partition] = offset + 1
+                self._handle(msg, batch)
             self.producer.flush()
-            for outcome in pending:
-                self._send_result(outcome)
-            self.producer.send_offsets_to_transaction(
-                [TopicPartition(self.commands, p, o) for p, o in next_offsets.items()],
-                self.consumer.consumer_group_metadata(),
-            )
+            if batch.delivery_errors:
+                raise KafkaException(batch.delivery_errors[0])
+            for pending in batch.pending:
+                self._send_result(pending)
+            self._maybe_snapshot(batch)
+            if batch.next_offsets:
+                self.producer.send_offsets_to_transaction(
+                    [TopicPartition(self.commands, p, o) for p, o in batch.next_offsets.items()],
+                    self.consumer.consumer_group_metadata(),
+                )
             self.producer.commit_transaction()
         except KafkaException as exc:
             error = exc.args[0]
             if isinstance(error, KafkaError) and error.txn_requires_abort():
-                log.warning("transaction aborted (%s); the batch will be retried", error)
+                log.warning("transaction aborted (%s); the batch will be read again", error)
                 self.producer.abort_transaction()
-                self._rewind(first_offsets)
+                self._rewind(batch.first_offsets)
                 return
             raise
-        self.streams.update(working)
+        self._merge(batch)
+
+    def _merge(self, batch: _Batch) -> None:
+        for aggregate_id, stream in batch.streams.items():
+            state = self.owned.get(partition_for(aggregate_id, self.partitions))
+            if state is not None:
+                state.streams[aggregate_id] = stream
+        for pending in batch.pending:
+            state = self.owned.get(pending.partition)
+            if state is not None and pending.remember:
+                state.handled[pending.command_id] = pending.outcome()
+        for partition, appended in batch.appended.items():
+            state = self.owned.get(partition)
+            if state is None:
+                continue
+            if partition in batch.checkpointed:
+                state.dirty, state.events_since_checkpoint = set(), 0
+            else:
+                state.events_since_checkpoint += appended
 
     def _rewind(self, first_offsets: dict[int, int]) -> None:
         owned = {tp.partition for tp in self.consumer.assignment()}
@@ -231,42 +240,68 @@ class CommandProcessor:
             if partition in owned:
                 self.consumer.seek(TopicPartition(self.commands, partition, offset))
 
-    def _handle(self, msg: Message, working: dict[str, Stream]) -> _Pending | None:
+    def _handle(self, msg: Message, batch: _Batch) -> None:
+        partition = msg.partition() or 0
         try:
             decoded = self.codec.decode(msg.value() or b"")
             envelope, command = command_from_record(decoded.name, decoded.record)
-        except (CodecError, ValueError, KeyError, TypeError) as exc:
-            log.error(
-                "undecodable command at %s[%s]@%s skipped: %s",
-                msg.topic(),
-                msg.partition(),
-                msg.offset(),
-                exc,
-            )
-            return None
-        partition = msg.partition() or 0
+        except (CodecError, UnknownMessageType, KeyError, TypeError) as exc:
+            self._reject_unreadable(msg, exc, batch)
+            return
+        digest = request_hash(envelope, command)
         if partition_for(envelope.aggregate_id, self.partitions) != partition:
-            return _Pending(
+            self._add(
+                batch,
                 envelope,
                 partition,
-                "REJECTED",
+                False,
                 0,
+                digest,
                 reason="wrong_partition",
-                detail="command was produced to a partition other than murmur2(aggregate_id)",
+                detail="commands go to partition murmur2(aggregate_id) % partitions",
             )
-        stream = working.get(envelope.aggregate_id)
+            return
+        state = self.owned[partition]
+        stream = batch.streams.get(envelope.aggregate_id)
         if stream is None:
-            stream = self.streams.get(envelope.aggregate_id, Stream()).copy()
-            working[envelope.aggregate_id] = stream
-        decision = handle(stream, envelope, command)
+            known = state.streams.get(envelope.aggregate_id)
+            stream = Stream(known.state, known.version) if known else Stream()
+            batch.streams[envelope.aggregate_id] = stream
+        earlier = batch.handled.get(envelope.command_id)
+        previous = earlier.outcome() if earlier else state.handled.get(envelope.command_id)
+        decision = handle(stream, envelope, command, previous, digest)
         match decision:
             case AlreadyHandled(previous):
-                return _Pending(envelope, partition, "ACCEPTED", previous.version, stream)
-            case Rejected(reason, detail, version):
-                return _Pending(envelope, partition, "REJECTED", version, reason=reason, detail=detail)
+                replay = self._add(
+                    batch,
+                    envelope,
+                    partition,
+                    previous.accepted,
+                    previous.version,
+                    previous.request_hash,
+                    reason=previous.reason,
+                    detail=previous.detail,
+                    remember=False,
+                )
+                replay.position = previous.position
+                if earlier is not None:  # same id twice in one batch: its position comes with the ack
+                    batch.pending[-1] = earlier
+            case Rejected(reason, detail, version, remember):
+                self._add(
+                    batch,
+                    envelope,
+                    partition,
+                    False,
+                    version,
+                    digest,
+                    reason=reason,
+                    detail=detail,
+                    remember=remember,
+                )
             case Accepted(events, first_version):
-                occurred_at = _now()
                 last_version = first_version + len(events) - 1
+                pending = self._add(batch, envelope, partition, True, last_version, digest)
+                occurred_at = _now()
                 for version, event in enumerate(events, start=first_version):
                     name, record = event_to_record(
                         event,
@@ -276,57 +311,133 @@ class CommandProcessor:
                         occurred_at=occurred_at,
                         command=envelope,
                     )
-                    # Applied now so the next command of this batch sees it; the position
-                    # is filled in when the broker acknowledges the last event.
-                    stream.apply(event, version, envelope.command_id, position="")
+                    stream.apply(event, version)  # now, so the next command of this batch sees it
                     self.producer.produce(
                         self.events,
                         key=event_key(envelope.aggregate_id, version),
                         value=self.codec.encode(name, record),
                         partition=partition,
-                        on_delivery=(
-                            self._delivered(stream, envelope.command_id, version)
-                            if version == last_version
-                            else self._check_delivery
+                        on_delivery=self._on_event_delivered(
+                            batch, pending if version == last_version else None
                         ),
                     )
-                return _Pending(envelope, partition, "ACCEPTED", last_version, stream)
-        raise AssertionError(decision)
+                batch.appended[partition] = batch.appended.get(partition, 0) + len(events)
+                state.dirty.add(envelope.aggregate_id)
+
+    def _add(
+        self,
+        batch: _Batch,
+        envelope: CommandEnvelope,
+        partition: int,
+        accepted: bool,
+        version: int,
+        digest: str | None,
+        *,
+        reason: str | None = None,
+        detail: str | None = None,
+        remember: bool = True,
+    ) -> _Pending:
+        pending = _Pending(
+            envelope.command_id,
+            envelope.aggregate_id,
+            envelope.correlation_id,
+            partition,
+            accepted,
+            version,
+            digest,
+            reason,
+            detail,
+            remember=remember,
+        )
+        batch.pending.append(pending)
+        if remember:
+            batch.handled[envelope.command_id] = pending
+        return pending
+
+    def _reject_unreadable(self, msg: Message, exc: Exception, batch: _Batch) -> None:
+        """A command that cannot be read is answered (when its sender can be told) and skipped."""
+        log.error("unreadable command at %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), exc)
+        key = (msg.key() or b"").decode(errors="replace")
+        batch.pending.append(
+            _Pending(
+                command_id=f"unreadable:{msg.partition()}:{msg.offset()}",
+                aggregate_id=key,
+                correlation_id="",
+                partition=msg.partition() or 0,
+                accepted=False,
+                version=0,
+                digest=None,
+                reason="malformed_command",
+                detail=str(exc)[:500],
+                remember=False,
+            )
+        )
 
     @staticmethod
-    def _check_delivery(err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            raise KafkaException(err)
-
-    @staticmethod
-    def _delivered(stream: Stream, command_id: str, version: int) -> Any:
+    def _on_event_delivered(batch: _Batch, pending: _Pending | None) -> Any:
         def callback(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
-                raise KafkaException(err)
-            position = Position(msg.partition() or 0, msg.offset() or 0).token()
-            if command_id in stream.handled:
-                stream.handled[command_id] = Handled(version, position)
+                batch.delivery_errors.append(err)
+                return
+            partition, offset = msg.partition() or 0, msg.offset() or 0
+            batch.event_ends[partition] = max(batch.event_ends.get(partition, 0), offset + 1)
+            if pending is not None:
+                pending.position = Position(partition, offset).token()
 
         return callback
 
-    def _send_result(self, outcome: _Pending) -> None:
+    def _send_result(self, pending: _Pending) -> None:
         record = {
-            "command_id": outcome.envelope.command_id,
-            "aggregate_id": outcome.envelope.aggregate_id,
-            "correlation_id": outcome.envelope.correlation_id,
-            "status": outcome.status,
-            "version": outcome.version,
-            "position": outcome.position,
-            "reason": outcome.reason,
-            "detail": outcome.detail,
+            "command_id": pending.command_id,
+            "aggregate_id": pending.aggregate_id,
+            "correlation_id": pending.correlation_id,
+            "status": "ACCEPTED" if pending.accepted else "REJECTED",
+            "version": pending.version,
+            "position": pending.position,
+            "reason": pending.reason,
+            "detail": pending.detail,
             "completed_at": _now(),
+            "request_hash": pending.digest,
         }
         self.producer.produce(
             self.results,
-            key=outcome.envelope.command_id,
+            key=pending.command_id,
             value=self.codec.encode("CommandResult", record),
-            partition=outcome.partition,
+            partition=pending.partition,
         )
+
+    def _maybe_snapshot(self, batch: _Batch) -> None:
+        """Every N events per partition: snapshots of the changed aggregates and a checkpoint,
+        in this transaction, so a new owner reads only the events after the checkpoint."""
+        taken_at = _now()
+        for partition, appended in batch.appended.items():
+            state = self.owned[partition]
+            if state.events_since_checkpoint + appended < self.settings.processor_snapshot_every:
+                continue
+            for aggregate_id in state.dirty:
+                stream = batch.streams.get(aggregate_id) or state.streams.get(aggregate_id)
+                if stream is None or stream.state is None:
+                    continue
+                self.producer.produce(
+                    self.snapshots,
+                    key=aggregate_id,
+                    partition=partition,
+                    value=self.codec.encode(
+                        "AccountSnapshot", snapshot_to_record(aggregate_id, stream, taken_at)
+                    ),
+                )
+            checkpoint = {
+                "partition": partition,
+                "events_offset": batch.event_ends[partition],
+                "taken_at": taken_at,
+            }
+            self.producer.produce(
+                self.snapshots,
+                key=f"{CHECKPOINT_PREFIX}{partition}",
+                partition=partition,
+                value=self.codec.encode("PartitionCheckpoint", checkpoint),
+            )
+            batch.checkpointed.add(partition)
 
 
 def main() -> None:
@@ -334,7 +445,9 @@ def main() -> None:
     processor = CommandProcessor(ProcessorSettings())
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: processor.stop_requested.set())
+    began = time.monotonic()
     processor.run()
+    log.info("ran %.0fs", time.monotonic() - began)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,10 @@ class ProcessorSettings(BaseSettings):
     processor_poll_timeout_s: float = 0.05
     # Bounds how long a crashed writer's open transaction can hold back read_committed readers.
     processor_transaction_timeout_ms: int = 10_000
+    # A member that stops heartbeating this long loses its partitions to the others.
+    processor_session_timeout_ms: int = 10_000
+    # Events per partition between snapshot checkpoints (snapshots go in the same transaction).
+    processor_snapshot_every: int = 1000
 
 
 class CommandApiSettings(BaseSettings):

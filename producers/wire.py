@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from datetime import datetime
 from typing import Any
 
 from producers.domain import commands, events
-from producers.handler import CommandEnvelope
+from producers.domain.account import Account
+from producers.handler import CommandEnvelope, Outcome, Stream
 
 AGGREGATE_TYPE = "account"
 
-_COMMANDS: dict[str, type[Any]] = {c.__name__: c for c in (commands.OpenAccount, commands.DepositMoney)}
-_EVENTS: dict[str, type[Any]] = {e.__name__: e for e in (events.AccountOpened, events.MoneyDeposited)}
+_COMMANDS: dict[str, type[Any]] = {c.__name__: c for c in typing.get_args(commands.Command)}
+_EVENTS: dict[str, type[Any]] = {e.__name__: e for e in typing.get_args(events.Event)}
 
 
 class UnknownMessageType(ValueError):
@@ -82,3 +84,43 @@ def event_to_record(
 def event_from_record(name: str, record: dict[str, Any]) -> events.Event:
     event: events.Event = _build(_EVENTS, name, record)
     return event
+
+
+CHECKPOINT_PREFIX = "_checkpoint."  # snapshot-topic key of a partition checkpoint (ids never start with _)
+
+
+def snapshot_to_record(aggregate_id: str, stream: Stream, taken_at: datetime) -> dict[str, Any]:
+    state = stream.state
+    assert state is not None, "only opened accounts are snapshotted"
+    return {
+        "aggregate_id": aggregate_id,
+        "version": stream.version,
+        "owner_id": state.owner_id,
+        "currency": state.currency,
+        "balance": state.balance,
+        "overdraft_limit": state.overdraft_limit,
+        "closed": state.closed,
+        "taken_at": taken_at,
+    }
+
+
+def stream_from_snapshot(record: dict[str, Any]) -> Stream:
+    state = Account(
+        record["owner_id"],
+        record["currency"],
+        record["balance"],
+        record["overdraft_limit"],
+        record["closed"],
+    )
+    return Stream(state, record["version"])
+
+
+def outcome_from_result(record: dict[str, Any]) -> Outcome:
+    return Outcome(
+        accepted=record["status"] == "ACCEPTED",
+        version=record["version"] or 0,
+        position=record["position"],
+        reason=record["reason"],
+        detail=record["detail"],
+        request_hash=record["request_hash"],
+    )

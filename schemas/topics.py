@@ -19,6 +19,10 @@ def results_topic(aggregate: str) -> str:
     return f"results.{aggregate}"
 
 
+def snapshots_topic(aggregate: str) -> str:
+    return f"snapshots.{aggregate}"
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -35,9 +39,11 @@ class TopicSpec:
 
 
 def aggregate_topics(aggregate: str, partitions: int) -> list[TopicSpec]:
-    """Events (the store: compacted, kept forever), commands and results, co-partitioned."""
+    """Events (the store: compacted, kept forever), commands, results (the idempotency window) and
+    the command side's snapshots, all co-partitioned."""
     return [
         TopicSpec(events_topic(aggregate), partitions, "compact", {"retention.ms": "-1"}),
         TopicSpec(commands_topic(aggregate), partitions, "delete", {"retention.ms": str(7 * DAY_MS)}),
         TopicSpec(results_topic(aggregate), partitions, "delete", {"retention.ms": str(DAY_MS)}),
+        TopicSpec(snapshots_topic(aggregate), partitions, "compact", {"retention.ms": "-1"}),
     ]

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from producers.api.gateway import GatewayUnavailable, OutcomeTimeout
 
@@ -17,7 +18,19 @@ _STATUS_BY_REASON = {
     "invalid_amount": 422,
     "invalid_currency": 422,
     "invalid_overdraft_limit": 422,
+    "idempotency_key_reused": 422,
 }
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+
+
+class InvalidHeader(Exception):
+    def __init__(self, header: str, message: str) -> None:
+        super().__init__(f"{header}: {message}")
+        self.header, self.message = header, message
 
 
 class CommandRejected(Exception):
@@ -50,6 +63,18 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body("validation_error", detail, fields=fields), status_code=422)
 
 
+async def _invalid_header(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, InvalidHeader)
+    return JSONResponse(
+        error_body(
+            "validation_error",
+            str(exc),
+            fields=[{"field": exc.header, "in": "header", "message": exc.message}],
+        ),
+        status_code=422,
+    )
+
+
 async def _rejected(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CommandRejected)
     extra = {"current_version": exc.version} if exc.reason == "version_mismatch" else {}
@@ -79,6 +104,7 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(CommandRejected, _rejected)
+    app.add_exception_handler(InvalidHeader, _invalid_header)
     app.add_exception_handler(OutcomeTimeout, _timeout)
     app.add_exception_handler(GatewayUnavailable, _unavailable)
     app.add_exception_handler(Exception, _unexpected)

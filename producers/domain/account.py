@@ -6,10 +6,29 @@ import re
 from dataclasses import dataclass, replace
 
 from producers.domain import errors
-from producers.domain.commands import Command, DepositMoney, OpenAccount
-from producers.domain.events import AccountOpened, Event, MoneyDeposited
+from producers.domain.commands import (
+    ChangeOverdraftLimit,
+    CloseAccount,
+    Command,
+    CreditAccount,
+    DebitAccount,
+    DepositMoney,
+    OpenAccount,
+    WithdrawMoney,
+)
+from producers.domain.events import (
+    AccountClosed,
+    AccountCredited,
+    AccountDebited,
+    AccountOpened,
+    Event,
+    MoneyDeposited,
+    MoneyWithdrawn,
+    OverdraftLimitChanged,
+)
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+MAX_BALANCE = 2**62  # keeps every sum inside Avro's long with room to spare
 
 
 @dataclass(frozen=True)
@@ -18,34 +37,96 @@ class Account:
     currency: str
     balance: int = 0
     overdraft_limit: int = 0
+    closed: bool = False
+
+
+def _open(state: Account | None) -> Account:
+    if state is None:
+        raise errors.AccountNotFound("no such account")
+    if state.closed:
+        raise errors.AccountClosed("the account is closed")
+    return state
+
+
+def _positive(amount: int) -> None:
+    if amount <= 0:
+        raise errors.InvalidAmount("amount must be > 0")
+
+
+def _take(state: Account | None, amount: int) -> Account:
+    account = _open(state)
+    _positive(amount)
+    if account.balance - amount < -account.overdraft_limit:
+        raise errors.InsufficientFunds(
+            f"balance {account.balance} minus {amount} is below the overdraft limit "
+            f"-{account.overdraft_limit}"
+        )
+    return account
+
+
+def _give(state: Account | None, amount: int, *, allow_closed: bool = False) -> Account:
+    if state is None:
+        raise errors.AccountNotFound("no such account")
+    account = state if allow_closed else _open(state)
+    _positive(amount)
+    if account.balance + amount > MAX_BALANCE:
+        raise errors.BalanceLimitExceeded("the balance would exceed the largest allowed")
+    return account
 
 
 def decide(state: Account | None, command: Command) -> list[Event]:
     """The events a command causes, or a DomainError naming the broken rule."""
     match command:
-        case OpenAccount():
+        case OpenAccount(owner_id, currency, overdraft_limit):
             if state is not None:
                 raise errors.AccountAlreadyExists("the account already exists")
-            if not _CURRENCY.match(command.currency):
-                raise errors.InvalidCurrency(f"{command.currency!r} is not an ISO 4217 code")
-            if command.overdraft_limit < 0:
+            if not _CURRENCY.match(currency):
+                raise errors.InvalidCurrency(f"{currency!r} is not an ISO 4217 code")
+            if overdraft_limit < 0:
                 raise errors.InvalidOverdraftLimit("overdraft_limit must be >= 0")
-            return [AccountOpened(command.owner_id, command.currency, command.overdraft_limit)]
-        case DepositMoney():
-            if state is None:
-                raise errors.AccountNotFound("no such account")
-            if command.amount <= 0:
-                raise errors.InvalidAmount("amount must be > 0")
-            return [MoneyDeposited(command.amount, command.reference, command.channel)]
+            return [AccountOpened(owner_id, currency, overdraft_limit)]
+        case DepositMoney(amount, reference, channel):
+            _give(state, amount)
+            return [MoneyDeposited(amount, reference, channel)]
+        case WithdrawMoney(amount, reference):
+            _take(state, amount)
+            return [MoneyWithdrawn(amount, reference)]
+        case ChangeOverdraftLimit(limit):
+            account = _open(state)
+            if limit < 0:
+                raise errors.InvalidOverdraftLimit("overdraft_limit must be >= 0")
+            if account.balance < -limit:
+                raise errors.InsufficientFunds(
+                    f"the balance {account.balance} is below the new limit -{limit}"
+                )
+            return [OverdraftLimitChanged(limit)]
+        case CloseAccount():
+            account = _open(state)
+            if account.balance != 0:
+                raise errors.BalanceNotZero(f"the balance is {account.balance}, not 0")
+            return [AccountClosed()]
+        case DebitAccount(transfer_id, amount, counterparty):
+            _take(state, amount)
+            return [AccountDebited(transfer_id, amount, counterparty)]
+        case CreditAccount(transfer_id, amount, counterparty, reversal):
+            # A reversal returns money that left this account, so it lands even if closed since.
+            _give(state, amount, allow_closed=reversal)
+            return [AccountCredited(transfer_id, amount, counterparty, reversal)]
     raise TypeError(f"not a command: {command!r}")
 
 
 def evolve(state: Account | None, event: Event) -> Account:
     """The state after an event; never fails for an event that decide produced."""
+    if isinstance(event, AccountOpened):
+        return Account(event.owner_id, event.currency, 0, event.overdraft_limit)
+    assert state is not None, f"{type(event).__name__} before AccountOpened"
     match event:
-        case AccountOpened():
-            return Account(event.owner_id, event.currency, 0, event.overdraft_limit)
-        case MoneyDeposited():
-            assert state is not None, "MoneyDeposited before AccountOpened"
-            return replace(state, balance=state.balance + event.amount)
+        case MoneyDeposited(amount) | AccountCredited(_, amount):
+            return replace(state, balance=state.balance + amount)
+        case MoneyWithdrawn(amount) | AccountDebited(_, amount):
+            return replace(state, balance=state.balance - amount)
+        case OverdraftLimitChanged(limit):
+            return replace(state, overdraft_limit=limit)
+        case AccountClosed():
+            return replace(state, closed=True)
     raise TypeError(f"not an event: {event!r}")

@@ -19,4 +19,47 @@ class DepositMoney:
     channel: str = "unspecified"
 
 
-Command = OpenAccount | DepositMoney
+@dataclass(frozen=True)
+class WithdrawMoney:
+    amount: int
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangeOverdraftLimit:
+    overdraft_limit: int
+
+
+@dataclass(frozen=True)
+class CloseAccount:
+    pass
+
+
+@dataclass(frozen=True)
+class DebitAccount:
+    """Sent by the transfer process: take a transfer's money out of its source account."""
+
+    transfer_id: str
+    amount: int
+    counterparty_account_id: str
+
+
+@dataclass(frozen=True)
+class CreditAccount:
+    """Sent by the transfer process: pay a transfer's money in (or back, when reversal)."""
+
+    transfer_id: str
+    amount: int
+    counterparty_account_id: str
+    reversal: bool = False
+
+
+Command = (
+    OpenAccount
+    | DepositMoney
+    | WithdrawMoney
+    | ChangeOverdraftLimit
+    | CloseAccount
+    | DebitAccount
+    | CreditAccount
+)

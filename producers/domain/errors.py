@@ -19,6 +19,10 @@ class AccountAlreadyExists(DomainError):
     reason = "account_exists"
 
 
+class AccountClosed(DomainError):
+    reason = "account_closed"
+
+
 class InvalidAmount(DomainError):
     reason = "invalid_amount"
 
@@ -29,3 +33,15 @@ class InvalidCurrency(DomainError):
 
 class InvalidOverdraftLimit(DomainError):
     reason = "invalid_overdraft_limit"
+
+
+class InsufficientFunds(DomainError):
+    reason = "insufficient_funds"
+
+
+class BalanceNotZero(DomainError):
+    reason = "balance_not_zero"
+
+
+class BalanceLimitExceeded(DomainError):
+    reason = "balance_limit_exceeded"

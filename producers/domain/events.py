@@ -19,4 +19,43 @@ class MoneyDeposited:
     channel: str = "unspecified"
 
 
-Event = AccountOpened | MoneyDeposited
+@dataclass(frozen=True)
+class MoneyWithdrawn:
+    amount: int
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class OverdraftLimitChanged:
+    overdraft_limit: int
+
+
+@dataclass(frozen=True)
+class AccountClosed:
+    pass
+
+
+@dataclass(frozen=True)
+class AccountDebited:
+    transfer_id: str
+    amount: int
+    counterparty_account_id: str
+
+
+@dataclass(frozen=True)
+class AccountCredited:
+    transfer_id: str
+    amount: int
+    counterparty_account_id: str
+    reversal: bool = False
+
+
+Event = (
+    AccountOpened
+    | MoneyDeposited
+    | MoneyWithdrawn
+    | OverdraftLimitChanged
+    | AccountClosed
+    | AccountDebited
+    | AccountCredited
+)

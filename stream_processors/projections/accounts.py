@@ -42,6 +42,12 @@ def project(event_type: str, event: dict[str, Any]) -> list[Op]:
                     },
                 )
             ]
-        case "MoneyDeposited":
+        case "MoneyDeposited" | "AccountCredited":
             return [HashIncrement(key, "balance", event["amount"]), HashSet(key, stamp)]
+        case "MoneyWithdrawn" | "AccountDebited":
+            return [HashIncrement(key, "balance", -event["amount"]), HashSet(key, stamp)]
+        case "OverdraftLimitChanged":
+            return [HashSet(key, {"overdraft_limit": event["overdraft_limit"], **stamp})]
+        case "AccountClosed":
+            return [HashSet(key, {"status": "closed", **stamp})]
     raise UnknownEventType(f"the {VIEW} view has no rule for {event_type!r}")

@@ -22,7 +22,9 @@ def settings(stack: Stack, aggregate: str, partitions: int) -> TopicSettings:
 
 def test_creates_the_contract_topics_then_reports_them_as_existing(stack: Stack, unique: str) -> None:
     first = ensure_topics(settings(stack, f"t{unique}", 3))
-    assert {r.name for r in first} == {f"events.t{unique}", f"commands.t{unique}", f"results.t{unique}"}
+    assert {r.name for r in first} == {
+        f"{kind}.t{unique}" for kind in ("events", "commands", "results", "snapshots")
+    }
     assert all(r.created and r.partitions == 3 for r in first)
     again = ensure_topics(settings(stack, f"t{unique}", 3))
     assert not any(r.created for r in again)

@@ -1,39 +1,111 @@
+"""decide/evolve tables for every rule of the account, boundaries included."""
+
 from __future__ import annotations
+
+from functools import reduce
 
 import pytest
 
 from producers.domain import errors
-from producers.domain.account import Account, decide, evolve
-from producers.domain.commands import DepositMoney, OpenAccount
-from producers.domain.events import AccountOpened, MoneyDeposited
-
-OPEN = Account("alice", "EUR", 0, 0)
-
-
-def test_open_account_emits_account_opened() -> None:
-    assert decide(None, OpenAccount("alice", "EUR", 500)) == [AccountOpened("alice", "EUR", 500)]
-
-
-@pytest.mark.parametrize(
-    ("state", "command", "error"),
-    [
-        (OPEN, OpenAccount("alice", "EUR"), errors.AccountAlreadyExists),
-        (None, OpenAccount("alice", "eur"), errors.InvalidCurrency),
-        (None, OpenAccount("alice", "EURO"), errors.InvalidCurrency),
-        (None, OpenAccount("alice", "EUR", -1), errors.InvalidOverdraftLimit),
-        (None, DepositMoney(100), errors.AccountNotFound),
-        (OPEN, DepositMoney(0), errors.InvalidAmount),
-        (OPEN, DepositMoney(-5), errors.InvalidAmount),
-    ],
+from producers.domain.account import MAX_BALANCE, Account, decide, evolve
+from producers.domain.commands import (
+    ChangeOverdraftLimit,
+    CloseAccount,
+    Command,
+    CreditAccount,
+    DebitAccount,
+    DepositMoney,
+    OpenAccount,
+    WithdrawMoney,
 )
-def test_rules(state: Account | None, command: object, error: type[errors.DomainError]) -> None:
+from producers.domain.events import (
+    AccountClosed,
+    AccountCredited,
+    AccountDebited,
+    AccountOpened,
+    MoneyDeposited,
+    MoneyWithdrawn,
+    OverdraftLimitChanged,
+)
+
+
+def account(balance: int = 0, limit: int = 0, closed: bool = False) -> Account:
+    return Account("alice", "EUR", balance, limit, closed)
+
+
+ACCEPTED = [
+    (None, OpenAccount("alice", "EUR", 500), [AccountOpened("alice", "EUR", 500)]),
+    (None, OpenAccount("alice", "EUR"), [AccountOpened("alice", "EUR", 0)]),
+    (account(), DepositMoney(1), [MoneyDeposited(1)]),
+    (account(), DepositMoney(5, "r", "http"), [MoneyDeposited(5, "r", "http")]),
+    (account(100), WithdrawMoney(100), [MoneyWithdrawn(100)]),  # down to exactly zero
+    (account(0, 50), WithdrawMoney(50), [MoneyWithdrawn(50)]),  # exactly the overdraft limit
+    (account(-50, 50), ChangeOverdraftLimit(50), [OverdraftLimitChanged(50)]),  # limit == -balance
+    (account(10), ChangeOverdraftLimit(0), [OverdraftLimitChanged(0)]),
+    (account(0), CloseAccount(), [AccountClosed()]),  # closes only at zero
+    (account(30), DebitAccount("t1", 30, "b"), [AccountDebited("t1", 30, "b")]),
+    (account(), CreditAccount("t1", 30, "a"), [AccountCredited("t1", 30, "a")]),
+    (account(closed=True), CreditAccount("t1", 30, "b", True), [AccountCredited("t1", 30, "b", True)]),
+    (account(MAX_BALANCE - 5), DepositMoney(5), [MoneyDeposited(5)]),
+]
+
+REJECTED = [
+    (account(), OpenAccount("alice", "EUR"), errors.AccountAlreadyExists),
+    (None, OpenAccount("alice", "eur"), errors.InvalidCurrency),
+    (None, OpenAccount("alice", "EURO"), errors.InvalidCurrency),
+    (None, OpenAccount("alice", "EUR", -1), errors.InvalidOverdraftLimit),
+    (None, DepositMoney(100), errors.AccountNotFound),
+    (None, WithdrawMoney(1), errors.AccountNotFound),
+    (None, ChangeOverdraftLimit(1), errors.AccountNotFound),
+    (None, CloseAccount(), errors.AccountNotFound),
+    (account(), DepositMoney(0), errors.InvalidAmount),
+    (account(), DepositMoney(-5), errors.InvalidAmount),
+    (account(10), WithdrawMoney(0), errors.InvalidAmount),
+    (account(100), WithdrawMoney(101), errors.InsufficientFunds),  # one cent below zero
+    (account(0, 50), WithdrawMoney(51), errors.InsufficientFunds),  # one cent past the limit
+    (account(-50, 50), ChangeOverdraftLimit(49), errors.InsufficientFunds),
+    (account(), ChangeOverdraftLimit(-1), errors.InvalidOverdraftLimit),
+    (account(1), CloseAccount(), errors.BalanceNotZero),
+    (account(-1, 10), CloseAccount(), errors.BalanceNotZero),
+    (account(closed=True), DepositMoney(5), errors.AccountClosed),
+    (account(closed=True), WithdrawMoney(5), errors.AccountClosed),
+    (account(closed=True), CloseAccount(), errors.AccountClosed),
+    (account(closed=True), ChangeOverdraftLimit(5), errors.AccountClosed),
+    (account(closed=True), CreditAccount("t", 5, "b"), errors.AccountClosed),
+    (account(29), DebitAccount("t", 30, "b"), errors.InsufficientFunds),
+    (None, CreditAccount("t", 5, "b"), errors.AccountNotFound),
+    (account(MAX_BALANCE - 5), DepositMoney(6), errors.BalanceLimitExceeded),
+]
+
+
+@pytest.mark.parametrize(("state", "command", "events"), ACCEPTED)
+def test_accepted(state: Account | None, command: Command, events: list[object]) -> None:
+    assert decide(state, command) == events
+
+
+@pytest.mark.parametrize(("state", "command", "error"), REJECTED)
+def test_rejected(state: Account | None, command: Command, error: type[errors.DomainError]) -> None:
     with pytest.raises(error) as raised:
-        decide(state, command)  # type: ignore[arg-type]
-    assert raised.value.reason != "rejected"
+        decide(state, command)
+    assert raised.value.reason == error.reason != "rejected"
 
 
-def test_deposit_then_evolve_adds_to_balance() -> None:
-    events = decide(OPEN, DepositMoney(1250, "ref"))
-    assert events == [MoneyDeposited(1250, "ref")]
-    state = evolve(evolve(None, AccountOpened("alice", "EUR", 0)), events[0])
-    assert state.balance == 1250
+def test_evolve_folds_every_event_into_the_state() -> None:
+    history = [
+        AccountOpened("alice", "EUR", 100),
+        MoneyDeposited(1000),
+        MoneyWithdrawn(300),
+        AccountDebited("t", 200, "b"),
+        AccountCredited("t2", 50, "c"),
+        OverdraftLimitChanged(0),
+        MoneyWithdrawn(550),
+        AccountClosed(),
+    ]
+    state = reduce(evolve, history, None)  # type: ignore[arg-type]
+    assert state == Account("alice", "EUR", 0, 0, closed=True)
+
+
+def test_a_decided_event_always_evolves() -> None:
+    for state, command, _ in ACCEPTED:
+        for event in decide(state, command):
+            evolve(state, event)

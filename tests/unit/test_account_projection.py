@@ -43,3 +43,42 @@ def test_money_deposited_increments_the_balance_and_stamps_the_version() -> None
 def test_an_event_without_a_rule_is_an_error_not_a_silent_skip() -> None:
     with pytest.raises(UnknownEventType):
         project("SomethingElse", {**BASE, "version": 3})
+
+
+@pytest.mark.parametrize(
+    ("event_type", "payload", "first"),
+    [
+        (
+            "MoneyWithdrawn",
+            {"amount": 300, "reference": None},
+            HashIncrement("account:acc-1", "balance", -300),
+        ),
+        (
+            "AccountDebited",
+            {"amount": 5, "transfer_id": "t", "counterparty_account_id": "b"},
+            HashIncrement("account:acc-1", "balance", -5),
+        ),
+        (
+            "AccountCredited",
+            {"amount": 5, "transfer_id": "t", "counterparty_account_id": "b", "reversal": False},
+            HashIncrement("account:acc-1", "balance", 5),
+        ),
+        (
+            "OverdraftLimitChanged",
+            {"overdraft_limit": 70},
+            HashSet(
+                "account:acc-1",
+                {"overdraft_limit": 70, "version": 4, "updated_at": "2026-01-02T03:04:05.678Z"},
+            ),
+        ),
+        (
+            "AccountClosed",
+            {},
+            HashSet(
+                "account:acc-1", {"status": "closed", "version": 4, "updated_at": "2026-01-02T03:04:05.678Z"}
+            ),
+        ),
+    ],
+)
+def test_every_account_event_has_a_rule(event_type: str, payload: dict[str, object], first: object) -> None:
+    assert project(event_type, {**BASE, "version": 4, **payload})[0] == first

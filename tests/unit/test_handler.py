@@ -2,16 +2,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from producers.domain.commands import DepositMoney, OpenAccount
-from producers.domain.events import AccountOpened, MoneyDeposited
+from producers.domain.commands import DepositMoney, WithdrawMoney
+from producers.domain.events import AccountOpened
 from producers.handler import (
-    IDEMPOTENCY_WINDOW,
     Accepted,
     AlreadyHandled,
     CommandEnvelope,
+    Outcome,
     Rejected,
     Stream,
     handle,
+    request_hash,
 )
 
 
@@ -21,37 +22,55 @@ def envelope(command_id: str, expected: int | None = None) -> CommandEnvelope:
 
 def opened() -> Stream:
     stream = Stream()
-    stream.apply(AccountOpened("alice", "EUR", 0), 1, "open-1", "3-10")
+    stream.apply(AccountOpened("alice", "EUR", 0), 1)
     return stream
 
 
+def run(stream: Stream, env: CommandEnvelope, command: object, previous: Outcome | None = None):  # type: ignore[no-untyped-def]
+    return handle(stream, env, command, previous, request_hash(env, command))  # type: ignore[arg-type]
+
+
 def test_accepted_events_start_at_the_next_version() -> None:
-    decision = handle(opened(), envelope("c2"), DepositMoney(5))
+    decision = run(opened(), envelope("c2"), DepositMoney(5))
     assert isinstance(decision, Accepted)
     assert decision.first_version == 2
 
 
-def test_same_command_id_answers_what_it_did_before() -> None:
-    decision = handle(opened(), envelope("open-1"), OpenAccount("alice", "EUR"))
-    assert isinstance(decision, AlreadyHandled)
-    assert (decision.previous.version, decision.previous.position) == (1, "3-10")
+def test_same_command_id_and_body_answers_what_it_did_before() -> None:
+    env, command = envelope("c2"), DepositMoney(5)
+    before = Outcome(True, 2, "3-10", None, None, request_hash(env, command))
+    assert run(opened(), env, command, before) == AlreadyHandled(before)
+
+
+def test_a_remembered_rejection_is_replayed_too() -> None:
+    env, command = envelope("c2"), WithdrawMoney(5)
+    before = Outcome(False, 1, None, "insufficient_funds", "no", request_hash(env, command))
+    assert run(opened(), env, command, before) == AlreadyHandled(before)
+
+
+def test_same_command_id_with_another_body_is_refused_and_not_remembered() -> None:
+    env = envelope("c2")
+    before = Outcome(True, 2, "3-10", None, None, request_hash(env, DepositMoney(5)))
+    decision = run(opened(), env, DepositMoney(6), before)
+    assert isinstance(decision, Rejected)
+    assert (decision.reason, decision.remember) == ("idempotency_key_reused", False)
+
+
+def test_the_request_hash_depends_on_type_payload_and_target() -> None:
+    env = envelope("c")
+    assert request_hash(env, DepositMoney(5)) == request_hash(env, DepositMoney(5))
+    assert request_hash(env, DepositMoney(5)) != request_hash(env, WithdrawMoney(5))
+    assert request_hash(env, DepositMoney(5)) != request_hash(envelope("c", expected=1), DepositMoney(5))
 
 
 def test_stale_expected_version_is_rejected_with_the_current_version() -> None:
-    decision = handle(opened(), envelope("c2", expected=0), DepositMoney(5))
-    assert decision == Rejected("version_mismatch", decision.detail, 1)  # type: ignore[union-attr]
+    decision = run(opened(), envelope("c2", expected=0), DepositMoney(5))
+    assert isinstance(decision, Rejected)
+    assert (decision.reason, decision.version) == ("version_mismatch", 1)
+    assert isinstance(run(opened(), envelope("c3", expected=1), DepositMoney(5)), Accepted)
 
 
 def test_domain_errors_become_rejections_with_their_reason() -> None:
-    decision = handle(Stream(), envelope("c1"), DepositMoney(5))
+    decision = run(Stream(), envelope("c1"), DepositMoney(5))
     assert isinstance(decision, Rejected)
     assert decision.reason == "account_not_found"
-
-
-def test_the_idempotency_window_keeps_the_newest_ids() -> None:
-    stream = opened()
-    for version in range(2, IDEMPOTENCY_WINDOW + 3):
-        stream.apply(MoneyDeposited(1), version, f"c{version}", "")
-    assert len(stream.handled) == IDEMPOTENCY_WINDOW
-    assert "open-1" not in stream.handled
-    assert f"c{IDEMPOTENCY_WINDOW + 2}" in stream.handled
