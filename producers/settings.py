@@ -30,6 +30,8 @@ class ProcessorSettings(BaseSettings):
     processor_transaction_timeout_ms: int = 10_000
     # A member that stops heartbeating this long loses its partitions to the others.
     processor_session_timeout_ms: int = 10_000
+    # A member that does not poll for this long leaves the group (its partitions move).
+    processor_max_poll_interval_ms: int = 300_000
     # Events per partition between snapshot checkpoints (snapshots go in the same transaction).
     processor_snapshot_every: int = 1000
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import httpx
 import pytest
@@ -16,8 +17,21 @@ COMMAND_PORT = int(os.environ.get("COMMAND_API_PORT", "18001"))
 QUERY_PORT = int(os.environ.get("QUERY_API_PORT", "18002"))
 
 
+@dataclass
+class Services:
+    commands: httpx.Client
+    queries: httpx.Client
+    runner: ServiceRunner
+
+    def restart(self, name: str) -> None:
+        service = next(s for s in services(COMMAND_PORT, QUERY_PORT) if s.name == name)
+        self.runner.stop_all([service])
+        self.runner.start(service)
+        self.runner.wait_healthy(service)
+
+
 @pytest.fixture(scope="session")
-def running(stack: Stack) -> Iterator[tuple[httpx.Client, httpx.Client]]:
+def running(stack: Stack) -> Iterator[Services]:
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
         "REDIS_URL": stack.redis_url,
@@ -33,6 +47,6 @@ def running(stack: Stack) -> Iterator[tuple[httpx.Client, httpx.Client]]:
             httpx.Client(base_url=f"http://127.0.0.1:{COMMAND_PORT}", timeout=15) as commands,
             httpx.Client(base_url=f"http://127.0.0.1:{QUERY_PORT}", timeout=5) as queries,
         ):
-            yield commands, queries
+            yield Services(commands, queries, runner)
     finally:
         runner.stop_all(runner.started)

@@ -8,10 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.conftest import Stack
+from tests.e2e.conftest import Services
 
 pytestmark = pytest.mark.e2e
 HERE = Path(__file__).parent
@@ -19,7 +19,7 @@ SCHEMAS = HERE.parents[1] / "schemas" / "avro"
 
 
 def test_a_plain_fastavro_and_confluent_kafka_program_speaks_the_contract(
-    stack: Stack, running: tuple[httpx.Client, httpx.Client]
+    stack: Stack, running: Services
 ) -> None:
     source = (HERE / "foreign_system.py").read_text()
     for ours in ("schemas", "producers", "stream_processors", "query_api", "infra"):
@@ -41,7 +41,7 @@ def test_a_plain_fastavro_and_confluent_kafka_program_speaks_the_contract(
     # The command went where the murmur2 partitioner put it; the event sits on the same partition.
     assert result["position"] == f"{seen['command_partition']}-{seen['event_offset']}"
 
-    _, queries = running
+    queries = running.queries
     view = queries.get(f"/accounts/{result['aggregate_id']}")
     for _ in range(100):
         if view.status_code == 200:

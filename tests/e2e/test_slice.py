@@ -8,6 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.conftest import Services
+
 pytestmark = pytest.mark.e2e
 
 
@@ -20,10 +22,8 @@ def read_until(queries: httpx.Client, path: str, done: Any, within_s: float = 10
         time.sleep(0.05)
 
 
-def test_open_deposit_twice_and_read_the_view(
-    running: tuple[httpx.Client, httpx.Client], unique: str
-) -> None:
-    commands, queries = running
+def test_open_deposit_twice_and_read_the_view(running: Services, unique: str) -> None:
+    commands, queries = running.commands, running.queries
     opened = commands.post("/accounts", json={"owner_id": f"owner-{unique}", "currency": "EUR"})
     assert opened.status_code == 201, opened.text
     account_id = opened.json()["account_id"]
@@ -46,10 +46,8 @@ def test_open_deposit_twice_and_read_the_view(
     assert queries.get(f"/accounts/{account_id}", headers={"If-None-Match": '"3"'}).status_code == 304
 
 
-def test_the_same_idempotency_key_appends_once(
-    running: tuple[httpx.Client, httpx.Client], unique: str
-) -> None:
-    commands, queries = running
+def test_the_same_idempotency_key_appends_once(running: Services, unique: str) -> None:
+    commands, queries = running.commands, running.queries
     account_id = commands.post("/accounts", json={"owner_id": "o", "currency": "EUR"}).json()["account_id"]
     answers = [
         commands.post(
@@ -67,10 +65,8 @@ def test_the_same_idempotency_key_appends_once(
     assert view.json()["balance"] == 100
 
 
-def test_bad_input_gets_clear_errors_never_500(
-    running: tuple[httpx.Client, httpx.Client], unique: str
-) -> None:
-    commands, queries = running
+def test_bad_input_gets_clear_errors_never_500(running: Services, unique: str) -> None:
+    commands, queries = running.commands, running.queries
     unknown = commands.post(f"/accounts/nobody-{unique}/deposits", json={"amount": 5})
     assert unknown.status_code == 404
     assert unknown.json()["error"] == "account_not_found"
