@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
@@ -21,6 +23,19 @@ class TopicReport:
     partitions: int
     cleanup_policy: str
     created: bool
+
+
+def _wait_visible(admin: AdminClient, names: list[str], timeout_s: float = 30) -> dict[str, Any]:
+    """Metadata of the topics once every one is visible (a new topic takes a moment to show)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        topics = admin.list_topics(timeout=15).topics
+        missing = [n for n in names if n not in topics or topics[n].error is not None]
+        if not missing:
+            return topics
+        if time.monotonic() > deadline:
+            raise TopicMismatch(f"topics {missing} are still not visible after {timeout_s:.0f}s")
+        time.sleep(0.1)
 
 
 def specs(settings: TopicSettings) -> list[TopicSpec]:
@@ -49,7 +64,7 @@ def ensure_topics(settings: TopicSettings) -> list[TopicReport]:
         except KafkaException as exc:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # lost a race with another creator
                 raise
-    metadata = admin.list_topics(timeout=15).topics
+    metadata = _wait_visible(admin, [s.name for s in wanted])
     resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in wanted]
     configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
     reports, problems = [], []

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import datetime
+
+import orjson
 
 from producers.domain.account import Account, decide, evolve
 from producers.domain.commands import Command
@@ -73,13 +73,8 @@ Decision = Accepted | Rejected | AlreadyHandled
 
 def request_hash(envelope: CommandEnvelope, command: Command) -> str:
     """Digest of what the command asks for, so a reused command id with another body is caught."""
-    body = {
-        "type": type(command).__name__,
-        "aggregate_id": envelope.aggregate_id,
-        "expected_version": envelope.expected_version,
-        **dataclasses.asdict(command),
-    }
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32]
+    body = (type(command).__name__, envelope.aggregate_id, envelope.expected_version, command)
+    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 def handle(

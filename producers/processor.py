@@ -102,7 +102,7 @@ class CommandProcessor:
                 "isolation.level": "read_committed",
                 "session.timeout.ms": settings.processor_session_timeout_ms,
                 "heartbeat.interval.ms": max(1000, settings.processor_session_timeout_ms // 5),
-            "max.poll.interval.ms": settings.processor_max_poll_interval_ms,
+                "max.poll.interval.ms": settings.processor_max_poll_interval_ms,
                 "fetch.wait.max.ms": 10,
             }
         )

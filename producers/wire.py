@@ -21,15 +21,26 @@ class UnknownMessageType(ValueError):
     """A record name this side has no class for."""
 
 
-def _payload(obj: Any) -> dict[str, Any]:
-    return dataclasses.asdict(obj)
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
+def payload(obj: Any) -> dict[str, Any]:
+    """The fields of a (flat) command or event dataclass."""
+    return {name: getattr(obj, name) for name in _field_names(type(obj))}
 
 
 def _build(classes: dict[str, type[Any]], name: str, record: dict[str, Any]) -> Any:
     cls = classes.get(name)
     if cls is None:
         raise UnknownMessageType(f"unknown message type {name!r}")
-    return cls(**{f.name: record[f.name] for f in dataclasses.fields(cls)})
+    return cls(**{name: record[name] for name in _field_names(cls)})
 
 
 def command_to_record(envelope: CommandEnvelope, command: commands.Command) -> tuple[str, dict[str, Any]]:
@@ -39,7 +50,7 @@ def command_to_record(envelope: CommandEnvelope, command: commands.Command) -> t
         "expected_version": envelope.expected_version,
         "correlation_id": envelope.correlation_id,
         "issued_at": envelope.issued_at,
-        **_payload(command),
+        **payload(command),
     }
     return type(command).__name__, record
 
@@ -76,7 +87,7 @@ def event_to_record(
         "command_id": command.command_id,
         "correlation_id": command.correlation_id,
         "causation_id": command.command_id,
-        **_payload(event),
+        **payload(event),
     }
     return name, record
 

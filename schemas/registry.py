@@ -48,11 +48,12 @@ class SchemaRegistry:
         if match is None:
             raise ValueError(f"{path}: schema files must be named <RecordName>.v<N>.avsc")
         raw = json.loads(path.read_text())
-        parsed = parse_schema(raw, _write_hint=False)
+        canonical = to_parsing_canonical_form(parse_schema(raw, _write_hint=False))
+        # The hinted parse lets fastavro skip re-parsing the schema on every read and write.
+        parsed = parse_schema(json.loads(path.read_text()))
         if raw.get("name") != match["name"]:
             raise ValueError(f"{path}: record name {raw.get('name')!r} differs from file name")
         full_name = f"{raw['namespace']}.{raw['name']}" if raw.get("namespace") else raw["name"]
-        canonical = to_parsing_canonical_form(parsed)
         schema = SchemaVersion(
             full_name=full_name,
             name=raw["name"],

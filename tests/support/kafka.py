@@ -116,7 +116,10 @@ def read_topic(
                 ends[p] = high
                 assignment.append(TopicPartition(topic, p, low))
         consumer.assign(assignment)
+        deadline = time.monotonic() + 60
         while ends:
+            # read_committed stops at the oldest open transaction: give up loudly, never hang.
+            assert time.monotonic() < deadline, f"{topic}: partitions {sorted(ends)} never reached their end"
             for msg in consumer.consume(1000, timeout=0.5):
                 if msg.error():
                     raise RuntimeError(msg.error())
