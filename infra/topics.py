@@ -26,11 +26,18 @@ class TopicReport:
 
 
 def _wait_visible(admin: AdminClient, names: list[str], timeout_s: float = 30) -> dict[str, Any]:
-    """Metadata of the topics once every one is visible (a new topic takes a moment to show)."""
+    """Metadata of the topics once each is visible with a leader for every partition (a new
+    topic takes a moment), so clients that start right after see a usable topic."""
     deadline = time.monotonic() + timeout_s
     while True:
         topics = admin.list_topics(timeout=15).topics
-        missing = [n for n in names if n not in topics or topics[n].error is not None]
+        missing = [
+            n
+            for n in names
+            if n not in topics
+            or topics[n].error is not None
+            or any(p.leader < 0 for p in topics[n].partitions.values())
+        ]
         if not missing:
             return topics
         if time.monotonic() > deadline:

@@ -13,6 +13,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from producers.batches import next_batch
 from producers.handler import (
     Accepted,
     AlreadyHandled,
@@ -92,7 +93,7 @@ class CommandProcessor:
         aggregate = settings.aggregate
         self.commands, self.events = commands_topic(aggregate), events_topic(aggregate)
         self.results, self.snapshots = results_topic(aggregate), snapshots_topic(aggregate)
-        base = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+        base = {"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.nagle.disable": True}
         self.consumer = Consumer(
             {
                 **base,
@@ -167,9 +168,8 @@ class CommandProcessor:
         )
         try:
             while not self.stop_requested.is_set():
-                messages = self.consumer.consume(
-                    num_messages=self.settings.processor_max_batch,
-                    timeout=self.settings.processor_poll_timeout_s,
+                messages = next_batch(
+                    self.consumer, self.settings.processor_max_batch, self.settings.processor_poll_timeout_s
                 )
                 if messages:
                     self.process(messages)

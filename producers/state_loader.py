@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from producers.handler import Outcome, Stream
 from producers.wire import (
@@ -36,6 +36,21 @@ class LoadStats:
     events: int
     results: int
     seconds: float
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, within_s: float = 30) -> tuple[int, int]:
+    """Watermarks, retried while the partition has no leader yet (right after creation, failover)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return low, high
+        except KafkaException as exc:
+            if not exc.args[0].retriable() and exc.args[0].code() != KafkaError.NOT_LEADER_FOR_PARTITION:
+                raise
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 class StateLoader:
@@ -85,7 +100,7 @@ class StateLoader:
         ends: dict[int, int] = {}
         assignment = []
         for p, start in starts.items():
-            low, high = loader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            low, high = _watermarks(loader, TopicPartition(topic, p))
             begin = max(low, start) if start is not None else low
             if high > begin:
                 ends[p] = high

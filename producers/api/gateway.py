@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from producers.batches import next_batch
 from producers.domain.commands import Command
 from producers.handler import CommandEnvelope
 from producers.settings import CommandApiSettings
@@ -60,7 +61,7 @@ class CommandGateway:
         self.codec = codec or SingleObjectCodec()
         self.commands = commands_topic(settings.aggregate)
         self.results = results_topic(settings.aggregate)
-        base = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+        base = {"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.nagle.disable": True}
         self.producer = Producer({**base, "linger.ms": 1, "enable.idempotence": True})
         self.consumer = Consumer(
             {
@@ -68,6 +69,7 @@ class CommandGateway:
                 "group.id": "command-api",  # never joins: partitions are assigned by hand
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
+                "fetch.wait.max.ms": 10,
             }
         )
         self.partitions = 0
@@ -151,7 +153,7 @@ class CommandGateway:
 
     def _read_results(self) -> None:
         while not self._stop.is_set():
-            for msg in self.consumer.consume(num_messages=500, timeout=0.1):
+            for msg in next_batch(self.consumer, 500, 0.1):
                 if msg.error() is not None:
                     log.warning("results consumer: %s", msg.error())
                     continue

@@ -1,0 +1,114 @@
+"""HTTP command API: POST deposits at 64 connections from wrk (a separate process): req/s, p50, p99.
+
+Usage: python bench/command_http.py [--seconds N] [--connections N]
+Starts its own command API and command processor against the configured Kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import RESULTS, bootstrap, write
+from infra.services import ServiceRunner, services
+from infra.settings import StackSettings, TopicSettings
+from infra.topics import ensure_topics
+
+PORT = 18101
+LUA = """
+local ids = {%s}
+local n = 0
+request = function()
+  n = n + 1
+  local id = ids[(n %% #ids) + 1]
+  return wrk.format("POST", "/accounts/" .. id .. "/deposits",
+                    {["Content-Type"] = "application/json"}, '{"amount": 1}')
+end
+"""
+
+
+def _millis(text: str) -> float:
+    value, unit = float(text[:-2] if text.endswith(("ms", "us")) else text[:-1]), text.lstrip("0123456789.")
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=64)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    RESULTS.mkdir(exist_ok=True)
+    ensure_topics(TopicSettings(kafka_bootstrap_servers=bootstrap()))
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap(),
+        "COMMAND_API_PORT": str(PORT),
+        "PROCESSOR_INSTANCE_ID": "bench",
+    }
+    runner = ServiceRunner(StackSettings(stack_dir=Path(".stack/bench")), env=env)
+    wanted = [s for s in services(PORT, PORT + 1) if s.name in ("command-processor", "command-api")]
+    try:
+        for service in wanted:
+            runner.start(service)
+            runner.wait_healthy(service)
+        base = f"http://127.0.0.1:{PORT}"
+        with httpx.Client(base_url=base, timeout=30) as client:
+            ids = [
+                client.post("/accounts", json={"owner_id": "bench", "currency": "EUR"}).json()["account_id"]
+                for _ in range(200)
+            ]
+        script = RESULTS / "deposits.lua"
+        script.write_text(LUA % ", ".join(f'"{i}"' for i in ids))
+        run = subprocess.run(
+            [
+                "wrk",
+                f"-t{min(2, args.connections)}",
+                f"-c{args.connections}",
+                f"-d{args.seconds}s",
+                "--latency",
+                "-s",
+                str(script),
+                base,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    finally:
+        runner.stop_all(runner.started)
+    out = run.stdout
+    (RESULTS / "command_http.wrk.txt").write_text(out)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    p50 = _millis(re.search(r"50%\s+(\S+)", out)[1])  # type: ignore[index]
+    p99 = _millis(re.search(r"99%\s+(\S+)", out)[1])  # type: ignore[index]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    write(
+        "command_http",
+        [
+            {
+                "what": "POST /accounts/{id}/deposits (command API -> Kafka -> processor -> result)",
+                "req/s": f"{rps:,.0f}",
+                "p50 ms": f"{p50:.1f}",
+                "p99 ms": f"{p99:.1f}",
+                "non-2xx": errors[1] if errors else "0",
+            },
+        ],
+        [
+            f"wrk -t2 -c{args.connections} -d{args.seconds}s in a separate process, 200 accounts, "
+            "1 uvicorn worker, "
+            "1 command processor; wrk, the API, the processor and the broker share the 2 cores",
+            "targets: >= 3k req/s, p99 <= 30 ms",
+        ],
+    )
+
+
+if __name__ == "__main__":
+    main()
