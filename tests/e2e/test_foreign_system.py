@@ -43,7 +43,7 @@ def test_a_plain_fastavro_and_confluent_kafka_program_speaks_the_contract(
 
     queries = running.queries
     view = queries.get(f"/accounts/{result['aggregate_id']}")
-    for _ in range(100):
+    for _ in range(600):  # the projector may still be catching up with older events
         if view.status_code == 200:
             break
         time.sleep(0.05)

@@ -13,7 +13,7 @@ from tests.e2e.conftest import Services
 pytestmark = pytest.mark.e2e
 
 
-def read_until(queries: httpx.Client, path: str, done: Any, within_s: float = 10) -> httpx.Response:
+def read_until(queries: httpx.Client, path: str, done: Any, within_s: float = 30) -> httpx.Response:
     deadline = time.monotonic() + within_s
     while True:
         response = queries.get(path)
