@@ -46,3 +46,4 @@ class CommandApiSettings(BaseSettings):
     command_api_host: str = "127.0.0.1"
     command_api_port: int = 8001
     command_timeout_s: float = 10.0
+    command_api_workers: int = 1

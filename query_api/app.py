@@ -64,7 +64,13 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
 def main() -> None:
     settings = QueryApiSettings()
     uvicorn.run(
-        create_app(settings), host=settings.query_api_host, port=settings.query_api_port, log_level="info"
+        "query_api.app:create_app",
+        factory=True,
+        host=settings.query_api_host,
+        port=settings.query_api_port,
+        workers=settings.query_api_workers,
+        log_level="info",
+        access_log=False,
     )
 
 

@@ -13,7 +13,7 @@ from query_api.views import ViewReader
 router = APIRouter(tags=["accounts"])
 
 
-def get_reader(request: Request) -> ViewReader:
+async def get_reader(request: Request) -> ViewReader:
     reader: ViewReader = request.app.state.reader
     return reader
 

@@ -12,3 +12,4 @@ class QueryApiSettings(BaseSettings):
     redis_max_connections: int = 64
     query_api_host: str = "127.0.0.1"
     query_api_port: int = 8002
+    query_api_workers: int = 1

@@ -46,8 +46,15 @@ def create_app(settings: CommandApiSettings | None = None, gateway: CommandBus |
 
 def main() -> None:
     settings = CommandApiSettings()
+    # Each worker is a process with its own gateway; all read every result and keep their own.
     uvicorn.run(
-        create_app(settings), host=settings.command_api_host, port=settings.command_api_port, log_level="info"
+        "producers.api.app:create_app",
+        factory=True,
+        host=settings.command_api_host,
+        port=settings.command_api_port,
+        workers=settings.command_api_workers,
+        log_level="info",
+        access_log=False,
     )
 
 

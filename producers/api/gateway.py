@@ -157,6 +157,9 @@ class CommandGateway:
                 if msg.error() is not None:
                     log.warning("results consumer: %s", msg.error())
                     continue
+                key = msg.key()
+                if key is None or key.decode(errors="replace") not in self._waiters:
+                    continue  # another instance's command, or one that gave up: skip decoding
                 try:
                     record = self.codec.decode(msg.value() or b"").record
                 except CodecError as exc:

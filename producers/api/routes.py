@@ -27,7 +27,7 @@ _KEYS = uuid.UUID("6f1d8a52-3c1e-4b8e-9a57-0d7a0e1f2b44")  # namespace for Idemp
 router = APIRouter(tags=["accounts"])
 
 
-def get_bus(request: Request) -> CommandBus:
+async def get_bus(request: Request) -> CommandBus:
     bus: CommandBus = request.app.state.gateway
     return bus
 
