@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TEST_ENV := STACK_DIR=.stack/test KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 \
             REDIS_URL=redis://127.0.0.1:16379/0 COMMAND_API_PORT=18001 QUERY_API_PORT=18002
 
-.PHONY: install run test lint unit stack-up stack-down stack-status topics clean
+.PHONY: install run test lint unit bench stack-up stack-down stack-status topics clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + ")")'
@@ -24,6 +24,10 @@ run: install
 
 test: install lint
 	$(TEST_ENV) $(BIN)/cqrs exec -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Benchmarks on the test stack (started if needed); results in bench/results/. Needs wrk (apt).
+bench: install
+	$(TEST_ENV) $(BIN)/cqrs exec -- sh -c '$(BIN)/python bench/command_ingestion.py && $(BIN)/python bench/command_http.py'
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

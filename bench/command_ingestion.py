@@ -84,7 +84,7 @@ def raw_produce(count: int, accounts: list[str]) -> float:
     return count / elapsed
 
 
-def ours(count: int, accounts: list[str]) -> tuple[float, float]:
+def ours(count: int, accounts: list[str], processors: int) -> tuple[float, float]:
     """Pre-load commands, then time the processor from its first result to its last."""
     aggregate = unique("bench")
     ensure_topics(
@@ -130,16 +130,26 @@ def ours(count: int, accounts: list[str]) -> tuple[float, float]:
         "AGGREGATE": aggregate,
         "PROCESSOR_GROUP_ID": f"command-processor.{aggregate}",
     }
-    log = open(Path(__file__).parent / "results" / "processor.log", "wb")  # noqa: SIM115 (lives with the process)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "producers.processor"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
+    logs = Path(__file__).parent / "results"
+    started = []
+    for n in range(processors):
+        with open(logs / f"processor-{n}.log", "wb") as log:
+            started.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "producers.processor"],
+                    env={**env, "PROCESSOR_INSTANCE_ID": f"bench-{n}"},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     try:
         first, last = _result_span(f"results.{aggregate}", count)
-        cpu = _cpu_seconds(process.pid)
+        cpu = sum(_cpu_seconds(p.pid) for p in started)
     finally:
-        process.terminate()
-        process.wait(30)
+        for process in started:
+            process.terminate()
+        for process in started:
+            process.wait(30)
     return count / (last - first), cpu
 
 
@@ -176,11 +186,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--commands", type=int, default=100_000)
     parser.add_argument("--accounts", type=int, default=1_000)
+    parser.add_argument("--processors", type=int, default=1, help="command processor processes")
     args = parser.parse_args()
     (Path(__file__).parent / "results").mkdir(exist_ok=True)
     accounts = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(args.accounts)]
     raw = raw_produce(args.commands, accounts)
-    mine, cpu = ours(args.commands, accounts)
+    mine, cpu = ours(args.commands, accounts, args.processors)
     write(
         "command_ingestion",
         [
@@ -197,8 +208,8 @@ def main() -> None:
         ],
         [
             f"{args.commands:,} commands ({args.accounts:,} OpenAccount, the rest DepositMoney) over "
-            f"{PARTITIONS} partitions; one processor process; timed from its first committed result "
-            "to its last "
+            f"{PARTITIONS} partitions; {args.processors} processor process(es); timed from the first "
+            "committed result to the last "
             f"(processor CPU {cpu:.1f}s)",
             "same machine, same run; the broker, the bench and the processor share the 2 cores",
             "targets: >= 0.6x raw and >= 20k events/s",
