@@ -23,6 +23,11 @@ def snapshots_topic(aggregate: str) -> str:
     return f"snapshots.{aggregate}"
 
 
+def dead_letters_topic(aggregate: str) -> str:
+    """Events of this aggregate that a projector could not apply, with the error in headers."""
+    return f"deadletters.{aggregate}"
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     name: str
@@ -46,4 +51,5 @@ def aggregate_topics(aggregate: str, partitions: int) -> list[TopicSpec]:
         TopicSpec(commands_topic(aggregate), partitions, "delete", {"retention.ms": str(7 * DAY_MS)}),
         TopicSpec(results_topic(aggregate), partitions, "delete", {"retention.ms": str(DAY_MS)}),
         TopicSpec(snapshots_topic(aggregate), partitions, "compact", {"retention.ms": "-1"}),
+        TopicSpec(dead_letters_topic(aggregate), partitions, "delete", {"retention.ms": str(30 * DAY_MS)}),
     ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import faust
@@ -11,9 +12,9 @@ import redis
 import redis.asyncio as aredis
 
 from schemas.codec import SingleObjectCodec
-from schemas.topics import events_topic
+from schemas.topics import dead_letters_topic, events_topic
 from stream_processors.projections import accounts
-from stream_processors.projector import Projector, RawRecord
+from stream_processors.projector import DeadLetter, Projector, RawRecord
 from stream_processors.settings import ProjectorSettings
 from stream_processors.view_writer import ViewWriter, current_key
 
@@ -32,7 +33,7 @@ def current_generation(redis_url: str, view: str) -> int:
 
 def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
     app = faust.App(
-        f"projector.{accounts.VIEW}.g{generation}",  # the consumer group of this generation
+        f"projector.{settings.aggregate}.{accounts.VIEW}.g{generation}",  # this generation's consumer group
         broker=[f"kafka-rc://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
         topic_disable_leader=True,
         web_enabled=False,
@@ -46,19 +47,50 @@ def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
         value_serializer="raw",
         internal=False,
     )
+    dead_letters = app.topic(
+        dead_letters_topic(settings.aggregate), key_serializer="raw", value_serializer="raw", internal=False
+    )
+
+    async def send_dead_letter(letter: DeadLetter) -> None:
+        record = letter.record
+        headers = [
+            ("error", letter.error.encode()[:4000]),
+            ("view", letter.view.encode()),
+            ("source.topic", record.topic.encode()),
+            ("source.partition", str(record.partition).encode()),
+            ("source.offset", str(record.offset).encode()),
+        ]
+        sent = await dead_letters.send(
+            key=f"{record.topic}:{record.partition}:{record.offset}".encode(),
+            value=record.value,
+            partition=record.partition,
+            headers=headers,
+        )
+        await sent  # acknowledged before the checkpoint moves past the poison event
 
     @app.agent(topic, concurrency=1)
     async def project_accounts(stream: Any) -> None:
         client = aredis.Redis.from_url(settings.redis_url)
         projector = Projector(
-            SingleObjectCodec(), accounts.project, ViewWriter(client, accounts.VIEW, generation)
+            accounts.VIEW,
+            SingleObjectCodec(),
+            accounts.project,
+            ViewWriter(client, accounts.VIEW, generation),
+            send_dead_letter,
         )
+        next_report = time.monotonic() + 10
         try:
             async for events in stream.take_events(
                 settings.projector_batch_size, within=settings.projector_batch_within_s
             ):
-                records = [RawRecord(e.message.partition, e.message.offset, e.message.value) for e in events]
+                records = [
+                    RawRecord(e.message.topic, e.message.partition, e.message.offset, e.message.value)
+                    for e in events
+                ]
                 await projector.handle(records)
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + 10
+                    log.info("projector counters: %s", projector.counters)
         except Exception:
             # faust acks a batch even when the agent raises; exiting before its next commit
             # keeps every unapplied event uncommitted, to be re-read after the restart.
@@ -70,7 +102,7 @@ def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
 
 def main() -> None:
     settings = ProjectorSettings()
-    generation = current_generation(settings.redis_url, accounts.VIEW)
+    generation = settings.projector_generation or current_generation(settings.redis_url, accounts.VIEW)
     app = create_app(settings, generation)
     worker = faust.Worker(app, loglevel=settings.projector_log_level, quiet=True)
     worker.execute_from_commandline()

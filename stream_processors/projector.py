@@ -1,11 +1,13 @@
-"""One batch of raw Kafka records -> decoded events -> Redis ops -> one atomic write with the checkpoint."""
+"""One batch of raw Kafka records -> decoded events -> Redis ops -> one atomic write with the
+checkpoint; poison records go to the dead letters first, change notifications after."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,44 +24,109 @@ Projection = Callable[[str, dict[str, Any]], list[Op]]
 
 @dataclass(frozen=True)
 class RawRecord:
+    topic: str
     partition: int
     offset: int
     value: bytes
 
 
-class Projector:
-    """Decodes and projects each record; a poison record is reported and skipped, never fatal."""
+@dataclass(frozen=True)
+class DeadLetter:
+    record: RawRecord
+    view: str
+    error: str
 
-    def __init__(self, codec: Codec, projection: Projection, writer: ViewWriter) -> None:
+
+DeadLetterSink = Callable[[DeadLetter], Awaitable[None]]
+
+
+@dataclass
+class Counters:
+    applied: int = 0
+    skipped: int = 0  # redelivered, at or below the checkpoint
+    dead_letters: int = 0
+    batches: int = 0
+    last_batch_size: int = 0
+    last_batch_seconds: float = 0.0
+    checkpoints: dict[int, int] = field(default_factory=dict)
+
+
+class Projector:
+    """Decodes and projects each record; a poison record is dead-lettered, never fatal."""
+
+    def __init__(
+        self,
+        view: str,
+        codec: Codec,
+        projection: Projection,
+        writer: ViewWriter,
+        dead_letters: DeadLetterSink,
+    ) -> None:
+        self.view = view
         self.codec = codec
         self.projection = projection
         self.writer = writer
-        self.applied = 0
-        self.poisoned = 0
+        self.dead_letters = dead_letters
+        self.counters = Counters()
 
-    def _project(self, record: RawRecord) -> ProjectedEvent:
+    def _project(self, record: RawRecord) -> tuple[ProjectedEvent, DeadLetter | None]:
         try:
             decoded = self.codec.decode(record.value)
             ops = self.projection(decoded.name, decoded.record)
         except (DecodeError, ValueError, KeyError, TypeError) as exc:
-            # Dead-letter publishing arrives with the projections issue; until then the poison
-            # record is logged with its coordinates and its offset still advances the checkpoint.
-            self.poisoned += 1
-            log.error("poison event at partition %s offset %s: %s", record.partition, record.offset, exc)
-            ops = []
-        return ProjectedEvent(record.partition, record.offset, ops)
+            error = f"{type(exc).__name__}: {exc}"
+            # Its offset still advances the checkpoint: the letter keeps the bytes for a replay.
+            return ProjectedEvent(record.partition, record.offset, []), DeadLetter(record, self.view, error)
+        event = decoded.record
+        return ProjectedEvent(
+            record.partition, record.offset, ops, event.get("aggregate_id"), event.get("version")
+        ), None
 
-    async def handle(self, records: Sequence[RawRecord]) -> int:
-        projected = [self._project(r) for r in records]
+    async def handle(self, records: Sequence[RawRecord]) -> list[ProjectedEvent]:
+        began = time.perf_counter()
+        projected, letters = [], []
+        for record in records:
+            event, letter = self._project(record)
+            projected.append(event)
+            if letter is not None:
+                letters.append(letter)
+        for letter in letters:  # acknowledged by Kafka before the checkpoint passes them
+            log.error(
+                "dead letter: %s[%s]@%s: %s",
+                letter.record.topic,
+                letter.record.partition,
+                letter.record.offset,
+                letter.error,
+            )
+            await self.dead_letters(letter)
+        applied = await self._apply(projected)
+        await self._notify(applied)
+        counters = self.counters
+        counters.applied += len(applied)
+        counters.skipped += len(projected) - len(applied)
+        counters.dead_letters += len(letters)
+        counters.batches += 1
+        counters.last_batch_size = len(records)
+        counters.last_batch_seconds = time.perf_counter() - began
+        for event in projected:
+            counters.checkpoints[event.partition] = max(
+                counters.checkpoints.get(event.partition, -1), event.offset
+            )
+        return applied
+
+    async def _apply(self, projected: list[ProjectedEvent]) -> list[ProjectedEvent]:
         delay = 0.1
         while True:
             try:
-                applied = await self.writer.apply(projected)
+                return await self.writer.apply(projected)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 # Never give up on a batch: faust must not commit offsets we have not applied.
                 log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-                continue
-            self.applied += applied
-            return applied
+
+    async def _notify(self, applied: list[ProjectedEvent]) -> None:
+        try:
+            await self.writer.notify(applied)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            log.warning("change notifications lost (%s); the view itself is applied", exc)

@@ -14,3 +14,5 @@ class ProjectorSettings(BaseSettings):
     projector_batch_size: int = 1000
     projector_batch_within_s: float = 0.02
     projector_log_level: str = "info"
+    # Project into this generation instead of the current one (a rebuild or a verification).
+    projector_generation: int | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
 import redis.asyncio as redis
 from redis.exceptions import WatchError
 
@@ -16,10 +17,16 @@ class ProjectedEvent:
     partition: int
     offset: int
     ops: list[Op]
+    subject: str | None = None  # the view row it changed (e.g. an account id), for notifications
+    version: int | None = None
 
 
 def current_key(view: str) -> str:
     return f"view:{view}:current"
+
+
+def changes_channel_prefix(view: str) -> str:
+    return f"view:{view}:changed:"
 
 
 def generation_prefix(view: str, generation: int) -> str:
@@ -37,9 +44,10 @@ class ViewWriter:
         self.client = client
         self.prefix = generation_prefix(view, generation)
         self.checkpoints = f"{self.prefix}checkpoints"
+        self.channel_prefix = changes_channel_prefix(view)
 
-    async def apply(self, events: Sequence[ProjectedEvent]) -> int:
-        """Returns how many events were applied (the rest were at or below the checkpoint)."""
+    async def apply(self, events: Sequence[ProjectedEvent]) -> list[ProjectedEvent]:
+        """The events applied now; the rest were at or below the checkpoint (applied before)."""
         partitions = sorted({e.partition for e in events})
         while True:
             async with self.client.pipeline(transaction=True) as pipe:
@@ -48,14 +56,14 @@ class ViewWriter:
                     raw = await pipe.hmget(self.checkpoints, [str(p) for p in partitions])
                     done = {p: int(v) if v is not None else -1 for p, v in zip(partitions, raw, strict=True)}
                     pipe.multi()  # type: ignore[no-untyped-call]
-                    applied, last = 0, dict(done)
+                    applied, last = [], dict(done)
                     for event in events:
                         if event.offset <= last[event.partition]:
                             continue
                         for op in event.ops:
                             self._queue(pipe, op)
                         last[event.partition] = event.offset
-                        applied += 1
+                        applied.append(event)
                     moved = {str(p): o for p, o in last.items() if o != done[p]}
                     if moved:
                         pipe.hset(self.checkpoints, mapping=moved)  # type: ignore[arg-type]
@@ -63,6 +71,23 @@ class ViewWriter:
                     return applied
                 except WatchError:
                     continue
+
+    async def notify(self, applied: Sequence[ProjectedEvent]) -> None:
+        """After a committed batch: one message per changed row on `<view key>:changed:<subject>`,
+        carrying the row's newest version and the event's coordinates (for live updates)."""
+        newest: dict[str, ProjectedEvent] = {}
+        for event in applied:
+            if event.subject is not None:
+                newest[event.subject] = event
+        if not newest:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for subject, event in newest.items():
+                message = orjson.dumps(
+                    {"version": event.version, "partition": event.partition, "offset": event.offset}
+                )
+                pipe.publish(f"{self.channel_prefix}{subject}", message)
+            await pipe.execute()
 
     def _queue(self, pipe: redis.client.Pipeline, op: Op) -> None:
         match op:

@@ -1,0 +1,163 @@
+"""The projector on the real Kafka and Redis: dead letters, kill -9 consistency, no re-application."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from schemas.codec import MAGIC
+from tests.conftest import Stack
+from tests.support.kafka import Aggregate, read_topic
+from tests.support.projection import (
+    EventLog,
+    ProjectorProcess,
+    codec,
+    deposits,
+    digest,
+    event,
+    last_offsets,
+    wait_caught_up,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def private_redis(stack: Stack, db: int) -> str:
+    url = f"{stack.redis_url.rsplit('/', 1)[0]}/{db}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+def test_poison_events_go_to_the_dead_letters_and_the_rest_is_applied(
+    stack: Stack, unique: str, tmp_path: Path
+) -> None:
+    aggregate = Aggregate.create(stack.kafka_bootstrap_servers, unique, partitions=3)
+    url = private_redis(stack, 2)
+    log = EventLog(aggregate)
+    accounts = [f"d{unique}-{i}" for i in range(3)]
+    log.append(deposits(accounts, 30))
+    corrupt = MAGIC + b"\x00" * 8 + b"not avro at all"
+    log.append_raw(accounts[0], f"{accounts[0]}:0000009999", corrupt)
+    unknown = codec.encode(
+        "TransferRequested",
+        {
+            **event("TransferRequested", f"t{unique}", 1),
+            "from_account_id": accounts[0],
+            "to_account_id": accounts[1],
+            "amount": 5,
+        },
+    )
+    log.append_raw(accounts[1], f"t{unique}:0000000001", unknown)
+    log.append(deposits(accounts, 3 + 30)[3:])  # 30 more deposits after the poison
+
+    projector = ProjectorProcess(aggregate, url, tmp_path).start()
+    try:
+        wait_caught_up(url, 1, last_offsets(aggregate))
+    finally:
+        projector.stop()
+
+    letters = [
+        msg for *_, msg in read_topic(aggregate.bootstrap, f"deadletters.{aggregate.name}", decode=False)
+    ]
+    assert sorted(m.value() for m in letters) == sorted([corrupt, unknown])
+    sources = {}
+    for *_, msg in read_topic(aggregate.bootstrap, f"events.{aggregate.name}", decode=False):
+        sources[msg.value()] = (msg.partition(), msg.offset())
+    for letter in letters:
+        headers = {k: v.decode() for k, v in letter.headers()}
+        assert (int(headers["source.partition"]), int(headers["source.offset"])) == sources[letter.value()]
+        assert headers["source.topic"] == f"events.{aggregate.name}" and headers["view"] == "accounts"
+        assert headers["error"]
+    client = redis.Redis.from_url(url)
+    balances = {a: int(client.hget(f"view:accounts:g1:account:{a}", "balance")) for a in accounts}  # type: ignore[arg-type]
+    expected = {a: 0 for a in accounts}
+    for _, account, payload in deposits(accounts, 30)[3:] + deposits(accounts, 33)[3:]:
+        expected[account] += payload["amount"]
+    assert balances == expected
+
+
+def test_kill_9_ten_times_then_the_view_equals_a_clean_rebuild(
+    stack: Stack, unique: str, tmp_path: Path
+) -> None:
+    aggregate = Aggregate.create(stack.kafka_bootstrap_servers, unique, partitions=6)
+    url = private_redis(stack, 3)
+    EventLog(aggregate).append(deposits([f"k{unique}-{i}" for i in range(500)], 50_000))
+    ends = last_offsets(aggregate)
+
+    rng = random.Random(5)
+    projector = ProjectorProcess(aggregate, url, tmp_path, generation=1).start()
+    try:
+        for _ in range(10):
+            time.sleep(rng.uniform(2.0, 5.0))  # faust needs ~2 s to start; then it projects
+            projector.kill()
+            projector.start()
+        wait_caught_up(url, 1, ends)
+    finally:
+        projector.stop()
+    assert projector.log.read_text().count("Worker ready") >= 5, "the kills should land while projecting"
+    survived = digest(url, 1)
+
+    rebuild = ProjectorProcess(aggregate, url, tmp_path, generation=2).start()
+    try:
+        wait_caught_up(url, 2, ends)
+    finally:
+        rebuild.stop()
+    assert digest(url, 2) == survived
+    assert survived[1] == 500 + 1  # 500 accounts and the checkpoints
+
+
+def _hincrby_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats")
+    return int(stats.get("cmdstat_hincrby", {}).get("calls", 0))
+
+
+def test_a_restart_from_offset_zero_applies_nothing_twice(stack: Stack, unique: str, tmp_path: Path) -> None:
+    aggregate = Aggregate.create(stack.kafka_bootstrap_servers, unique, partitions=3)
+    url = private_redis(stack, 4)
+    EventLog(aggregate).append(deposits([f"r{unique}-{i}" for i in range(50)], 2_000))
+    ends = last_offsets(aggregate)
+    projector = ProjectorProcess(aggregate, url, tmp_path).start()
+    try:
+        wait_caught_up(url, 1, ends)
+    finally:
+        projector.stop()
+    before, calls = digest(url, 1), _hincrby_calls(redis.Redis.from_url(url))
+
+    group = f"projector.{aggregate.name}.accounts.g1"
+    admin = AdminClient({"bootstrap.servers": aggregate.bootstrap})
+    rewind = [TopicPartition(f"events.{aggregate.name}", p, 0) for p in range(aggregate.partitions)]
+    admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, rewind)])[group].result()
+
+    again = ProjectorProcess(aggregate, url, tmp_path).start()
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # wait until the group has consumed (and committed) the whole log again
+            committed = (
+                admin.list_consumer_group_offsets(
+                    [
+                        ConsumerGroupTopicPartitions(
+                            group,
+                            [
+                                TopicPartition(f"events.{aggregate.name}", p)
+                                for p in range(aggregate.partitions)
+                            ],
+                        )
+                    ]
+                )[group]
+                .result()
+                .topic_partitions
+            )
+            if all(tp.offset > ends.get(tp.partition, -1) for tp in committed if tp.partition in ends):
+                break
+            assert time.monotonic() < deadline, committed
+            time.sleep(0.5)
+    finally:
+        again.stop()
+    assert digest(url, 1) == before
+    assert _hincrby_calls(redis.Redis.from_url(url)) == calls  # 1,950 deposits redelivered, none applied

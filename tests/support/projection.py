@@ -1,0 +1,168 @@
+"""Test helpers for projectors: write an event log directly, run projectors as processes, digest views."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import redis
+from confluent_kafka import Producer
+
+from schemas.codec import SingleObjectCodec
+from schemas.keys import event_key, partition_for
+from tests.support.kafka import Aggregate, read_topic
+
+codec = SingleObjectCodec()
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def event(name: str, account: str, version: int, **payload: Any) -> dict[str, Any]:
+    command_id = f"cmd-{account}-{version}"
+    return {
+        "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, command_id)),
+        "aggregate_type": "account",
+        "aggregate_id": account,
+        "version": version,
+        "event_type": name,
+        "occurred_at": EPOCH + timedelta(seconds=version),
+        "command_id": command_id,
+        "correlation_id": command_id,
+        "causation_id": command_id,
+        **payload,
+    }
+
+
+class EventLog:
+    """Appends events (or raw bytes) to events.<aggregate> in transactions, as the command side does."""
+
+    def __init__(self, aggregate: Aggregate) -> None:
+        self.aggregate = aggregate
+        self.producer = Producer(
+            {
+                "bootstrap.servers": aggregate.bootstrap,
+                "linger.ms": 20,
+                "transactional.id": f"test-log-{uuid.uuid4()}",
+            }
+        )
+        self.producer.init_transactions()
+        self.versions: dict[str, int] = {}
+
+    def append(self, records: list[tuple[str, str, dict[str, Any]]], per_transaction: int = 2000) -> None:
+        for start in range(0, len(records), per_transaction):
+            self.producer.begin_transaction()
+            for name, account, payload in records[start : start + per_transaction]:
+                version = self.versions[account] = self.versions.get(account, 0) + 1
+                value = codec.encode(name, event(name, account, version, **payload))
+                self._produce(account, event_key(account, version), value)
+            self.producer.commit_transaction()
+
+    def append_raw(self, account: str, key: str, value: bytes) -> None:
+        self.producer.begin_transaction()
+        self._produce(account, key, value)
+        self.producer.commit_transaction()
+
+    def _produce(self, account: str, key: str, value: bytes) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    f"events.{self.aggregate.name}",
+                    key=key,
+                    value=value,
+                    partition=partition_for(account, self.aggregate.partitions),
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+
+def deposits(accounts: list[str], count: int) -> list[tuple[str, str, dict[str, Any]]]:
+    opened = [
+        ("AccountOpened", a, {"owner_id": f"owner-{i % 7}", "currency": "EUR", "overdraft_limit": 0})
+        for i, a in enumerate(accounts)
+    ]
+    moves = [
+        (
+            "MoneyDeposited",
+            accounts[n % len(accounts)],
+            {"amount": 1 + n % 97, "reference": None, "channel": "test"},
+        )
+        for n in range(count - len(accounts))
+    ]
+    return opened + moves
+
+
+class ProjectorProcess:
+    def __init__(self, aggregate: Aggregate, redis_url: str, log_dir: Path, generation: int = 1) -> None:
+        self.aggregate, self.redis_url, self.generation = aggregate, redis_url, generation
+        self.log = log_dir / f"projector-g{generation}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ProjectorProcess:
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.aggregate.bootstrap,
+            "AGGREGATE": self.aggregate.name,
+            "REDIS_URL": self.redis_url,
+            "PROJECTOR_GENERATION": str(self.generation),
+        }
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stream_processors.app"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def last_offsets(aggregate: Aggregate) -> dict[int, int]:
+    """The offset of the last record per partition of events.<aggregate>."""
+    last: dict[int, int] = {}
+    for partition, offset, _, _ in read_topic(aggregate.bootstrap, f"events.{aggregate.name}", decode=False):
+        last[partition] = max(last.get(partition, -1), offset)
+    return last
+
+
+def wait_caught_up(
+    redis_url: str, generation: int, expected: dict[int, int], within_s: float = 180, view: str = "accounts"
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + within_s
+    while True:
+        raw = client.hgetall(f"view:{view}:g{generation}:checkpoints")
+        done = {int(k): int(v) for k, v in raw.items()}
+        if all(done.get(p, -1) >= o for p, o in expected.items()):
+            return
+        assert time.monotonic() < deadline, f"checkpoints {done} never reached {expected}"
+        time.sleep(0.2)
+
+
+def digest(redis_url: str, generation: int, view: str = "accounts") -> tuple[str, int]:
+    """sha256 over every key of a view generation (generation stripped) and its hash fields."""
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"view:{view}:g{generation}:"
+    keys = sorted(k.decode() for k in client.scan_iter(match=f"{prefix}*", count=1000))
+    sha = hashlib.sha256()
+    for key in keys:
+        sha.update(key[len(prefix) :].encode())
+        for field, value in sorted(client.hgetall(key).items()):
+            sha.update(b"\0" + field + b"=" + value)
+    return sha.hexdigest(), len(keys)
