@@ -40,6 +40,8 @@ def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
         store="memory://",
         consumer_auto_offset_reset="earliest",
         producer_linger=0.005,
+        broker_session_timeout=settings.projector_session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.projector_session_timeout_s / 5),
     )
     topic = app.topic(
         events_topic(settings.aggregate),

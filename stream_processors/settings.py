@@ -14,5 +14,7 @@ class ProjectorSettings(BaseSettings):
     projector_batch_size: int = 1000
     projector_batch_within_s: float = 0.02
     projector_log_level: str = "info"
+    # A crashed projector's partitions move to a live one after this long (faust's default is 60 s).
+    projector_session_timeout_s: float = 10.0
     # Project into this generation instead of the current one (a rebuild or a verification).
     projector_generation: int | None = None

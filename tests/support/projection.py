@@ -111,6 +111,7 @@ class ProjectorProcess:
             "AGGREGATE": self.aggregate.name,
             "REDIS_URL": self.redis_url,
             "PROJECTOR_GENERATION": str(self.generation),
+            "PROJECTOR_SESSION_TIMEOUT_S": "6",  # the broker's minimum: a killed member leaves fast
         }
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
