@@ -23,7 +23,7 @@ def settings(stack: Stack, aggregate: str, partitions: int) -> TopicSettings:
 def test_creates_the_contract_topics_then_reports_them_as_existing(stack: Stack, unique: str) -> None:
     first = ensure_topics(settings(stack, f"t{unique}", 3))
     assert {r.name for r in first} == {
-        f"{kind}.t{unique}" for kind in ("events", "commands", "results", "snapshots")
+        f"{kind}.t{unique}" for kind in ("events", "commands", "results", "snapshots", "deadletters")
     }
     assert all(r.created and r.partitions == 3 for r in first)
     again = ensure_topics(settings(stack, f"t{unique}", 3))
