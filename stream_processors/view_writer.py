@@ -9,7 +9,31 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import WatchError
 
-from stream_processors.projections.ops import HashIncrement, HashSet, Op
+from stream_processors.projections.ops import HashIncrement, HashSet, MoneyMoved, Op, SetAdd
+
+# One money movement, atomically inside the batch's MULTI: balance, version, the transaction entry
+# with the balance after it, and the daily totals in the account's currency. Balances stay below
+# 2^53 (a domain rule), so Lua's numbers hold them exactly.
+MONEY_MOVED = """
+local balance = redis.call('HINCRBY', KEYS[1], 'balance', ARGV[1])
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'updated_at', ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3] .. ',"balance_after":' .. string.format('%d', balance) .. '}')
+if ARGV[7] == '1' then
+  local currency = redis.call('HGET', KEYS[1], 'currency')
+  if currency then
+    local daily = ARGV[4] .. ARGV[5] .. ':' .. currency
+    local delta = tonumber(ARGV[1])
+    if delta >= 0 then
+      redis.call('HINCRBY', daily, 'deposits', delta)
+    else
+      redis.call('HINCRBY', daily, 'withdrawals', -delta)
+    end
+    redis.call('HINCRBY', daily, 'count', 1)
+  end
+end
+return balance
+"""
+_DAILY_TYPES = {"deposit", "withdrawal"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +69,7 @@ class ViewWriter:
         self.prefix = generation_prefix(view, generation)
         self.checkpoints = f"{self.prefix}checkpoints"
         self.channel_prefix = changes_channel_prefix(view)
+        self.money_moved = client.register_script(MONEY_MOVED)
 
     async def apply(self, events: Sequence[ProjectedEvent]) -> list[ProjectedEvent]:
         """The events applied now; the rest were at or below the checkpoint (applied before)."""
@@ -61,7 +86,7 @@ class ViewWriter:
                         if event.offset <= last[event.partition]:
                             continue
                         for op in event.ops:
-                            self._queue(pipe, op)
+                            await self._queue(pipe, op)
                         last[event.partition] = event.offset
                         applied.append(event)
                     moved = {str(p): o for p, o in last.items() if o != done[p]}
@@ -89,9 +114,27 @@ class ViewWriter:
                 pipe.publish(f"{self.channel_prefix}{subject}", message)
             await pipe.execute()
 
-    def _queue(self, pipe: redis.client.Pipeline, op: Op) -> None:
+    async def _queue(self, pipe: redis.client.Pipeline, op: Op) -> None:
         match op:
             case HashSet(key, fields):
                 pipe.hset(self.prefix + key, mapping=fields)  # type: ignore[arg-type]
             case HashIncrement(key, field, amount):
                 pipe.hincrby(self.prefix + key, field, amount)
+            case SetAdd(key, member):
+                pipe.sadd(self.prefix + key, member)
+            case MoneyMoved():
+                entry = orjson.dumps(op.entry)[:-1].decode()  # the script appends balance_after
+                daily = "1" if op.entry.get("type") in _DAILY_TYPES else "0"
+                await self.money_moved(
+                    keys=[self.prefix + op.account_key, self.prefix + op.transactions_key],
+                    args=[
+                        op.delta,
+                        op.version,
+                        entry,
+                        self.prefix + op.daily_prefix,
+                        op.day,
+                        op.updated_at,
+                        daily,
+                    ],
+                    client=pipe,
+                )

@@ -1,11 +1,13 @@
-"""The account summary view: one hash per account under `account:<id>`."""
+"""The accounts views: summary hash `account:<id>`, transactions `account:<id>:transactions`
+(sorted by version, each with the balance after it), `owner:<owner>:accounts`, and daily totals
+per currency `daily:<date>:<currency>`."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from stream_processors.projections.ops import HashIncrement, HashSet, Op
+from stream_processors.projections.ops import HashSet, MoneyMoved, Op, SetAdd
 
 VIEW = "accounts"
 
@@ -22,30 +24,71 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def transactions_key(account_id: str) -> str:
+    return f"account:{account_id}:transactions"
+
+
+def owner_key(owner_id: str) -> str:
+    return f"owner:{owner_id}:accounts"
+
+
+DAILY_PREFIX = "daily:"  # + "<YYYY-MM-DD>:<currency>", fields deposits / withdrawals / count
+
+_MONEY = {  # event type -> (sign, transaction type)
+    "MoneyDeposited": (1, "deposit"),
+    "MoneyWithdrawn": (-1, "withdrawal"),
+    "AccountCredited": (1, "transfer_in"),
+    "AccountDebited": (-1, "transfer_out"),
+}
+
+
 def project(event_type: str, event: dict[str, Any]) -> list[Op]:
-    key = account_key(event["aggregate_id"])
-    stamp = {"version": event["version"], "updated_at": _iso(event["occurred_at"])}
+    account_id = event["aggregate_id"]
+    key = account_key(account_id)
+    occurred = _iso(event["occurred_at"])
+    stamp = {"version": event["version"], "updated_at": occurred}
+    if event_type in _MONEY:
+        sign, kind = _MONEY[event_type]
+        if event_type == "AccountCredited" and event.get("reversal"):
+            kind = "transfer_reversal"
+        entry = {
+            "version": event["version"],
+            "type": kind,
+            "amount": event["amount"],
+            "occurred_at": occurred,
+            "reference": event.get("reference"),
+            "transfer_id": event.get("transfer_id"),
+        }
+        return [
+            MoneyMoved(
+                key,
+                transactions_key(account_id),
+                DAILY_PREFIX,
+                event["version"],
+                sign * event["amount"],
+                entry,
+                occurred[:10],
+                occurred,
+            )
+        ]
     match event_type:
         case "AccountOpened":
             return [
                 HashSet(
                     key,
                     {
-                        "account_id": event["aggregate_id"],
+                        "account_id": account_id,
                         "owner_id": event["owner_id"],
                         "currency": event["currency"],
                         "balance": 0,
                         "overdraft_limit": event["overdraft_limit"],
                         "status": "open",
-                        "opened_at": _iso(event["occurred_at"]),
+                        "opened_at": occurred,
                         **stamp,
                     },
-                )
+                ),
+                SetAdd(owner_key(event["owner_id"]), account_id),
             ]
-        case "MoneyDeposited" | "AccountCredited":
-            return [HashIncrement(key, "balance", event["amount"]), HashSet(key, stamp)]
-        case "MoneyWithdrawn" | "AccountDebited":
-            return [HashIncrement(key, "balance", -event["amount"]), HashSet(key, stamp)]
         case "OverdraftLimitChanged":
             return [HashSet(key, {"overdraft_limit": event["overdraft_limit"], **stamp})]
         case "AccountClosed":

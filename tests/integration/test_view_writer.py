@@ -57,3 +57,49 @@ def test_concurrent_writers_of_one_partition_apply_each_event_once(stack: Stack,
             await c.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_accounts_views_from_a_history(stack: Stack, unique: str) -> None:
+    """Summary, transactions with running balance, owner index and daily totals, from events."""
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from stream_processors.projections.accounts import project
+
+    at = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    history = [
+        ("AccountOpened", {"owner_id": "olga", "currency": "CHF", "overdraft_limit": 50}),
+        ("MoneyDeposited", {"amount": 1000, "reference": "salary", "channel": "http"}),
+        ("MoneyWithdrawn", {"amount": 1030, "reference": None}),
+        (
+            "AccountCredited",
+            {"amount": 7, "transfer_id": "t1", "counterparty_account_id": "x", "reversal": False},
+        ),
+    ]
+    events = [
+        ProjectedEvent(
+            0, offset, project(name, {"aggregate_id": "a", "version": offset, "occurred_at": at, **p})
+        )
+        for offset, (name, p) in enumerate(history, start=1)
+    ]
+
+    async def scenario() -> None:
+        client = redis.Redis.from_url(stack.redis_url)
+        await ViewWriter(client, f"v{unique}", 1).apply(events)
+        prefix = f"view:v{unique}:g1:"
+        summary = await client.hgetall(f"{prefix}account:a")
+        assert (summary[b"balance"], summary[b"version"], summary[b"currency"]) == (b"-23", b"4", b"CHF")
+        entries = [orjson.loads(m) for m in await client.zrange(f"{prefix}account:a:transactions", 0, -1)]
+        assert [(e["version"], e["type"], e["amount"], e["balance_after"]) for e in entries] == [
+            (2, "deposit", 1000, 1000),
+            (3, "withdrawal", 1030, -30),
+            (4, "transfer_in", 7, -23),
+        ]
+        assert entries[0]["reference"] == "salary" and entries[2]["transfer_id"] == "t1"
+        assert await client.smembers(f"{prefix}owner:olga:accounts") == {b"a"}
+        daily = await client.hgetall(f"{prefix}daily:2026-03-04:CHF")
+        assert daily == {b"deposits": b"1000", b"withdrawals": b"1030", b"count": b"2"}  # transfers apart
+        await client.aclose()
+
+    asyncio.run(scenario())

@@ -164,6 +164,15 @@ def digest(redis_url: str, generation: int, view: str = "accounts") -> tuple[str
     sha = hashlib.sha256()
     for key in keys:
         sha.update(key[len(prefix) :].encode())
-        for field, value in sorted(client.hgetall(key).items()):
+        kind = client.type(key)
+        if kind == b"hash":
+            items = sorted(client.hgetall(key).items())
+        elif kind == b"zset":
+            items = [(m, str(s).encode()) for m, s in client.zrange(key, 0, -1, withscores=True)]
+        elif kind == b"set":
+            items = [(m, b"") for m in sorted(client.smembers(key))]
+        else:
+            raise AssertionError(f"{key} has unexpected type {kind!r}")
+        for field, value in items:
             sha.update(b"\0" + field + b"=" + value)
     return sha.hexdigest(), len(keys)
