@@ -144,12 +144,18 @@ def exec_with_stack(ctx: typer.Context) -> None:
 def run(
     command_port: Annotated[int, typer.Option(envvar="COMMAND_API_PORT")] = 8001,
     query_port: Annotated[int, typer.Option(envvar="QUERY_API_PORT")] = 8002,
+    projector_port: Annotated[int, typer.Option(envvar="PROJECTOR_METRICS_PORT")] = 8011,
 ) -> None:
     """Stack, topics and all four services; Ctrl-C stops everything this run started."""
     settings = StackSettings()
     started = _up(settings)
     runner = ServiceRunner(
-        settings, env={"COMMAND_API_PORT": str(command_port), "QUERY_API_PORT": str(query_port)}
+        settings,
+        env={
+            "COMMAND_API_PORT": str(command_port),
+            "QUERY_API_PORT": str(query_port),
+            "PROJECTOR_METRICS_PORT": str(projector_port),
+        },
     )
     stopping = False
 
@@ -161,11 +167,11 @@ def run(
     signal.signal(signal.SIGTERM, on_signal)
     try:
         _create_topics()
-        for service in services(command_port, query_port):
+        for service in services(command_port, query_port, projector_port):
             runner.start(service)
             runner.wait_healthy(service)
             console.print(f"started {service.name:<18} log: {runner.log_file(service)}")
-        _print_ready(command_port, query_port)
+        _print_ready(command_port, query_port, projector_port)
         while not stopping:
             exited = runner.exited()
             if exited:
@@ -181,12 +187,13 @@ def run(
         console.print(f"stopped services{' and ' + ', '.join(stopped) if stopped else ''}")
 
 
-def _print_ready(command_port: int, query_port: int) -> None:
+def _print_ready(command_port: int, query_port: int, projector_port: int) -> None:
     c, q = f"http://127.0.0.1:{command_port}", f"http://127.0.0.1:{query_port}"
     console.print(f"""
 [bold green]ready[/bold green]
   command API   {c}   (OpenAPI docs: {c}/docs)
   query API     {q}   (OpenAPI docs: {q}/docs)
+  projector     http://127.0.0.1:{projector_port}/metrics   (Prometheus text)
 
 try:
   curl -s -X POST {c}/accounts -H 'content-type: application/json' \\

@@ -20,10 +20,10 @@ class Service:
     health_url: str | None = None
 
 
-def services(command_port: int = 8001, query_port: int = 8002) -> list[Service]:
+def services(command_port: int = 8001, query_port: int = 8002, projector_port: int = 8011) -> list[Service]:
     return [
         Service("query-api", "query_api.app", f"http://127.0.0.1:{query_port}/healthz"),
-        Service("projector", "stream_processors.app"),
+        Service("projector", "stream_processors.app", f"http://127.0.0.1:{projector_port}/metrics"),
         Service("command-processor", "producers.processor"),
         Service("command-api", "producers.api.app", f"http://127.0.0.1:{command_port}/healthz"),
     ]

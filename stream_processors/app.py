@@ -10,11 +10,13 @@ from typing import Any
 import faust
 import redis
 import redis.asyncio as aredis
+from faust.types import TP
 
 from schemas.codec import SingleObjectCodec
 from schemas.topics import dead_letters_topic, events_topic
+from stream_processors.metrics import render
 from stream_processors.projections import accounts
-from stream_processors.projector import DeadLetter, Projector, RawRecord
+from stream_processors.projector import Counters, DeadLetter, Projector, RawRecord
 from stream_processors.settings import ProjectorSettings
 from stream_processors.view_writer import ViewWriter, current_key
 
@@ -36,7 +38,10 @@ def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
         f"projector.{settings.aggregate}.{accounts.VIEW}.g{generation}",  # this generation's consumer group
         broker=[f"kafka-rc://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
         topic_disable_leader=True,
-        web_enabled=False,
+        web_enabled=True,  # /metrics only
+        web_bind=settings.projector_metrics_host,
+        web_host=settings.projector_metrics_host,
+        web_port=settings.projector_metrics_port,
         store="memory://",
         consumer_auto_offset_reset="earliest",
         producer_linger=0.005,
@@ -70,6 +75,20 @@ def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
         )
         await sent  # acknowledged before the checkpoint moves past the poison event
 
+    running: dict[str, Projector] = {}
+
+    @app.page("/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        projector = running.get("projector")
+        counters = projector.counters if projector else Counters()
+
+        def highwater(partition: int) -> int | None:
+            value = app.consumer.highwater(TP(topic.get_topic_name(), partition))
+            return int(value) if value is not None else None
+
+        text = render(accounts.VIEW, generation, counters, highwater)
+        return web.text(text, content_type="text/plain; version=0.0.4")
+
     @app.agent(topic, concurrency=1)
     async def project_accounts(stream: Any) -> None:
         client = aredis.Redis.from_url(settings.redis_url)
@@ -80,6 +99,7 @@ def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
             ViewWriter(client, accounts.VIEW, generation),
             send_dead_letter,
         )
+        running["projector"] = projector
         next_report = time.monotonic() + 10
         try:
             async for events in stream.take_events(

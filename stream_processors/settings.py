@@ -14,6 +14,8 @@ class ProjectorSettings(BaseSettings):
     projector_batch_size: int = 1000
     projector_batch_within_s: float = 0.02
     projector_log_level: str = "info"
+    projector_metrics_host: str = "127.0.0.1"
+    projector_metrics_port: int = 8011  # GET /metrics (Prometheus text)
     # A crashed projector's partitions move to a live one after this long (faust's default is 60 s).
     projector_session_timeout_s: float = 10.0
     # Project into this generation instead of the current one (a rebuild or a verification).

@@ -15,6 +15,7 @@ from tests.conftest import Stack
 
 COMMAND_PORT = int(os.environ.get("COMMAND_API_PORT", "18001"))
 QUERY_PORT = int(os.environ.get("QUERY_API_PORT", "18002"))
+PROJECTOR_PORT = int(os.environ.get("PROJECTOR_METRICS_PORT", "18011"))
 
 
 @dataclass
@@ -24,7 +25,7 @@ class Services:
     runner: ServiceRunner
 
     def restart(self, name: str) -> None:
-        service = next(s for s in services(COMMAND_PORT, QUERY_PORT) if s.name == name)
+        service = next(s for s in services(COMMAND_PORT, QUERY_PORT, PROJECTOR_PORT) if s.name == name)
         self.runner.stop_all([service])
         self.runner.start(service)
         self.runner.wait_healthy(service)
@@ -37,10 +38,11 @@ def running(stack: Stack) -> Iterator[Services]:
         "REDIS_URL": stack.redis_url,
         "COMMAND_API_PORT": str(COMMAND_PORT),
         "QUERY_API_PORT": str(QUERY_PORT),
+        "PROJECTOR_METRICS_PORT": str(PROJECTOR_PORT),
     }
     runner = ServiceRunner(StackSettings(), env=env)
     try:
-        for service in services(COMMAND_PORT, QUERY_PORT):
+        for service in services(COMMAND_PORT, QUERY_PORT, PROJECTOR_PORT):
             runner.start(service)
             runner.wait_healthy(service)
         with (

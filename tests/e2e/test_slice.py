@@ -79,3 +79,24 @@ def test_bad_input_gets_clear_errors_never_500(running: Services, unique: str) -
     assert [f["field"] for f in missing.json()["fields"]] == ["owner_id"]
 
     assert queries.get(f"/accounts/nobody-{unique}").status_code == 404
+
+
+def test_the_projector_exposes_prometheus_metrics(running: Services) -> None:
+    from tests.e2e.conftest import PROJECTOR_PORT
+
+    account = running.commands.post("/accounts", json={"owner_id": "m", "currency": "EUR"}).json()[
+        "account_id"
+    ]
+    assert (
+        read_until(running.queries, f"/accounts/{account}", lambda r: r.status_code == 200).status_code == 200
+    )
+    text = httpx.get(f"http://127.0.0.1:{PROJECTOR_PORT}/metrics", timeout=5).text
+    for name in (
+        "projector_events_applied_total",
+        "projector_dead_letters_total",
+        "projector_last_batch_seconds",
+        "projector_lag_events",
+    ):
+        assert f"# TYPE {name}" in text
+    applied = [line for line in text.splitlines() if line.startswith("projector_events_applied_total{")]
+    assert applied and float(applied[0].rsplit(" ", 1)[1]) > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -98,10 +99,18 @@ def deposits(accounts: list[str], count: int) -> list[tuple[str, str, dict[str, 
     return opened + moves
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 class ProjectorProcess:
     def __init__(self, aggregate: Aggregate, redis_url: str, log_dir: Path, generation: int = 1) -> None:
         self.aggregate, self.redis_url, self.generation = aggregate, redis_url, generation
         self.log = log_dir / f"projector-g{generation}.log"
+        self.metrics_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ProjectorProcess:
@@ -112,6 +121,7 @@ class ProjectorProcess:
             "REDIS_URL": self.redis_url,
             "PROJECTOR_GENERATION": str(self.generation),
             "PROJECTOR_SESSION_TIMEOUT_S": "6",  # the broker's minimum: a killed member leaves fast
+            "PROJECTOR_METRICS_PORT": str(self.metrics_port),
         }
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
