@@ -120,7 +120,7 @@ def test_kill_9_ten_times_then_the_view_equals_a_clean_rebuild(
     finally:
         rebuild.stop()
     assert digest(url, 2) == survived
-    assert survived[1] == 500 + 1  # 500 accounts and the checkpoints
+    assert survived[1] == 500 * 2 + 7 + 1 + 1  # summaries, transactions, owners, one day, checkpoints
 
 
 def _hincrby_calls(client: redis.Redis) -> int:
