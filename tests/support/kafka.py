@@ -149,30 +149,17 @@ def wait_for_results(
         time.sleep(1)
 
 
-class Processor:
-    """A command processor as a real process (so it can be SIGKILLed)."""
+class ChildProcess:
+    """A service as a real process, so a test can SIGKILL it."""
 
-    def __init__(self, aggregate: Aggregate, instance: str, log_dir: Path) -> None:
-        self.log = log_dir / f"processor-{instance}.log"
-        self.aggregate, self.instance = aggregate, instance
-        self.process: subprocess.Popen[bytes] | None = None
+    process: subprocess.Popen[bytes] | None = None
+    log: Path
 
-    def start(self) -> Processor:
+    def spawn(self, module: str, env: dict[str, str]) -> None:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "producers.processor"],
-                env=self.aggregate.env(self.instance),
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                [sys.executable, "-m", module], env=env, stdout=log, stderr=subprocess.STDOUT
             )
-        return self
-
-    def wait_assigned(self, within_s: float = 60) -> None:
-        deadline = time.monotonic() + within_s
-        while "assigned partitions" not in self.log.read_text(errors="replace"):
-            assert self.process is not None and self.process.poll() is None, self.log.read_text()
-            assert time.monotonic() < deadline, f"{self.instance} got no partitions: {self.log.read_text()}"
-            time.sleep(0.1)
 
     def kill(self) -> None:
         assert self.process is not None
@@ -187,3 +174,23 @@ class Processor:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+class Processor(ChildProcess):
+    """A command processor as a real process."""
+
+    def __init__(self, aggregate: Aggregate, instance: str, log_dir: Path) -> None:
+        self.log = log_dir / f"processor-{instance}.log"
+        self.aggregate, self.instance = aggregate, instance
+        self.process = None
+
+    def start(self) -> Processor:
+        self.spawn("producers.processor", self.aggregate.env(self.instance))
+        return self
+
+    def wait_assigned(self, within_s: float = 60) -> None:
+        deadline = time.monotonic() + within_s
+        while "assigned partitions" not in self.log.read_text(errors="replace"):
+            assert self.process is not None and self.process.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, f"{self.instance} got no partitions: {self.log.read_text()}"
+            time.sleep(0.1)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -18,7 +16,7 @@ from confluent_kafka import Producer
 
 from schemas.codec import SingleObjectCodec
 from schemas.keys import event_key, partition_for
-from tests.support.kafka import Aggregate, read_topic
+from tests.support.kafka import Aggregate, ChildProcess, read_topic
 
 codec = SingleObjectCodec()
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
@@ -106,12 +104,12 @@ def free_port() -> int:
         return port
 
 
-class ProjectorProcess:
+class ProjectorProcess(ChildProcess):
     def __init__(self, aggregate: Aggregate, redis_url: str, log_dir: Path, generation: int = 1) -> None:
         self.aggregate, self.redis_url, self.generation = aggregate, redis_url, generation
         self.log = log_dir / f"projector-g{generation}.log"
         self.metrics_port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process = None
 
     def start(self) -> ProjectorProcess:
         env = {
@@ -123,25 +121,8 @@ class ProjectorProcess:
             "PROJECTOR_SESSION_TIMEOUT_S": "6",  # the broker's minimum: a killed member leaves fast
             "PROJECTOR_METRICS_PORT": str(self.metrics_port),
         }
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "stream_processors.app"], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
+        self.spawn("stream_processors.app", env)
         return self
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def last_offsets(aggregate: Aggregate) -> dict[int, int]:
