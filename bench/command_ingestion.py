@@ -19,10 +19,9 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import bootstrap, unique, write
-from infra.settings import TopicSettings
-from infra.topics import ensure_topics
 from schemas.codec import SingleObjectCodec
 from schemas.keys import event_key, partition_for
+from tests.support.kafka import Aggregate, CommandSender
 
 PARTITIONS = 12
 codec = SingleObjectCodec()
@@ -86,43 +85,18 @@ def raw_produce(count: int, accounts: list[str]) -> float:
 
 def ours(count: int, accounts: list[str], processors: int) -> tuple[float, float]:
     """Pre-load commands, then time the processor from its first result to its last."""
-    aggregate = unique("bench")
-    ensure_topics(
-        TopicSettings(kafka_bootstrap_servers=bootstrap(), aggregate=aggregate, topic_partitions=PARTITIONS)
-    )
-    producer = Producer({"bootstrap.servers": bootstrap(), "linger.ms": 20, "batch.size": 1_000_000})
-
-    def send(name: str, account: str, payload: dict[str, object]) -> None:
-        command_id = str(uuid.uuid4())
-        record = {
-            "command_id": command_id,
-            "aggregate_id": account,
-            "expected_version": None,
-            "correlation_id": command_id,
-            "issued_at": datetime.now(UTC),
-            **payload,
-        }
-        while True:
-            try:
-                producer.produce(
-                    f"commands.{aggregate}",
-                    key=account,
-                    value=codec.encode(name, record),
-                    partition=partition_for(account, PARTITIONS),
-                )
-                return
-            except BufferError:
-                producer.poll(0.01)
-
+    topics = Aggregate.create(bootstrap(), uuid.uuid4().hex[:8], partitions=PARTITIONS)
+    aggregate = topics.name
+    sender = CommandSender(topics)
     for account in accounts:
-        send("OpenAccount", account, {"owner_id": "bench", "currency": "EUR", "overdraft_limit": 0})
+        sender.send("OpenAccount", account, {"owner_id": "bench", "currency": "EUR", "overdraft_limit": 0})
     for n in range(count - len(accounts)):
-        send(
+        sender.send(
             "DepositMoney",
             accounts[n % len(accounts)],
             {"amount": 100, "reference": None, "channel": "bench"},
         )
-    producer.flush()
+    sender.flush()
 
     env = {
         **os.environ,
