@@ -44,6 +44,10 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
     async def not_found(_: Request, exc: Exception) -> JSONResponse:
         return _error(404, "account_not_found", f"no account {exc}")
 
+    @app.exception_handler(routes.InvalidQuery)
+    async def invalid_query(_: Request, exc: Exception) -> JSONResponse:
+        return _error(422, "validation_error", str(exc))
+
     @app.exception_handler(ViewNotReady)
     async def not_ready(_: Request, exc: Exception) -> JSONResponse:
         return _error(503, "view_not_ready", str(exc), **{"Retry-After": "1"})
@@ -56,7 +60,17 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
         return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], responses={503: {"model": routes.ErrorBody}})
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness: Redis answers and the views exist."""
+        if await request.app.state.reader.ready():
+            return JSONResponse({"status": "ready"})
+        return _error(
+            503, "not_ready", "Redis does not answer or no view generation exists yet", **{"Retry-After": "1"}
+        )
 
     return app
 

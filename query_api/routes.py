@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import datetime
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from pydantic import BaseModel
 
 from query_api.views import ViewReader
@@ -20,6 +21,7 @@ async def get_reader(request: Request) -> ViewReader:
 
 Reader = Annotated[ViewReader, Depends(get_reader)]
 AccountId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+OwnerId = Annotated[str, Path(min_length=1, max_length=200)]
 
 
 class AccountView(BaseModel):
@@ -43,6 +45,11 @@ class AccountNotFound(Exception):
     pass
 
 
+class InvalidQuery(Exception):
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+
+
 @router.get(
     "/accounts/{account_id}",
     response_model=AccountView,
@@ -63,3 +70,77 @@ async def get_account(
     if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=304, headers={"ETag": etag})
     return Response(orjson.dumps(account), media_type="application/json", headers={"ETag": etag})
+
+
+class TransactionItem(BaseModel):
+    version: int
+    type: str
+    amount: int
+    balance_after: int
+    occurred_at: str
+    reference: str | None = None
+    transfer_id: str | None = None
+
+
+class TransactionsPage(BaseModel):
+    items: list[TransactionItem]
+    next_cursor: str | None
+
+
+class AccountsList(BaseModel):
+    items: list[AccountView]
+
+
+class DailyStats(BaseModel):
+    date: str
+    currency: str
+    deposits: int
+    withdrawals: int
+    count: int
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody},
+    422: {"model": ErrorBody},
+    503: {"model": ErrorBody},
+}
+
+
+@router.get("/accounts/{account_id}/transactions", response_model=TransactionsPage, responses=_ERRORS)
+async def get_transactions(
+    account_id: AccountId,
+    reader: Reader,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[
+        str | None, Query(pattern=r"^v[0-9]{1,18}$", description="next_cursor of the last page")
+    ] = None,
+) -> Response:
+    """Oldest first; a cursor names the last version seen, so pages stay stable under appends."""
+    after = int(cursor[1:]) if cursor else 0
+    items = await reader.transactions(account_id, after, limit)
+    if items is None:
+        raise AccountNotFound(account_id)
+    next_cursor = f"v{items[-1]['version']}" if len(items) == limit else None
+    return Response(orjson.dumps({"items": items, "next_cursor": next_cursor}), media_type="application/json")
+
+
+@router.get("/owners/{owner_id}/accounts", response_model=AccountsList, responses=_ERRORS)
+async def get_owner_accounts(owner_id: OwnerId, reader: Reader) -> Response:
+    items = await reader.owner_accounts(owner_id)
+    return Response(orjson.dumps({"items": items}), media_type="application/json")
+
+
+@router.get("/stats/daily", response_model=DailyStats, responses=_ERRORS)
+async def get_daily_stats(
+    reader: Reader,
+    date: Annotated[str, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD (UTC)")],
+    currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")],
+) -> Response:
+    try:
+        datetime.date.fromisoformat(date)
+    except ValueError:
+        raise InvalidQuery("date", f"{date} is not a calendar date") from None
+    totals = await reader.daily(date, currency)
+    return Response(
+        orjson.dumps({"date": date, "currency": currency, **totals}), media_type="application/json"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import redis.asyncio as redis
 
 ACCOUNTS = "accounts"
@@ -33,7 +34,54 @@ class ViewReader:
         raw = await self.client.hgetall(f"{prefix}account:{account_id}")
         if not raw:
             return None
-        account: dict[str, Any] = {_text(k): _text(v) for k, v in raw.items()}
-        for name in _INT_FIELDS:
-            account[name] = int(account[name])
-        return account
+        return _account(raw)
+
+    async def transactions(
+        self, account_id: str, after_version: int, limit: int
+    ) -> list[dict[str, Any]] | None:
+        """Entries oldest first with versions above `after_version`; None when no such account.
+        Paging by version keeps pages stable while new transactions are appended."""
+        prefix = await self._prefix(ACCOUNTS)
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.exists(f"{prefix}account:{account_id}")
+            pipe.zrangebyscore(
+                f"{prefix}account:{account_id}:transactions", f"({after_version}", "+inf", start=0, num=limit
+            )
+            exists, members = await pipe.execute()
+        if not exists:
+            return None
+        return [_entry(orjson.loads(m)) for m in members]
+
+    async def owner_accounts(self, owner_id: str) -> list[dict[str, Any]]:
+        prefix = await self._prefix(ACCOUNTS)
+        ids = sorted(_text(m) for m in await self.client.smembers(f"{prefix}owner:{owner_id}:accounts"))
+        async with self.client.pipeline(transaction=False) as pipe:
+            for account_id in ids:
+                pipe.hgetall(f"{prefix}account:{account_id}")
+            rows = await pipe.execute()
+        return [_account(raw) for raw in rows if raw]
+
+    async def daily(self, day: str, currency: str) -> dict[str, int]:
+        prefix = await self._prefix(ACCOUNTS)
+        raw = await self.client.hgetall(f"{prefix}daily:{day}:{currency}")
+        totals = {_text(k): int(v) for k, v in raw.items()}
+        return {name: totals.get(name, 0) for name in ("deposits", "withdrawals", "count")}
+
+    async def ready(self) -> bool:
+        """Redis answers and the accounts view has a current generation."""
+        try:
+            return await self.client.get(f"view:{ACCOUNTS}:current") is not None
+        except redis.RedisError:
+            return False
+
+
+def _account(raw: dict[Any, Any]) -> dict[str, Any]:
+    account: dict[str, Any] = {_text(k): _text(v) for k, v in raw.items()}
+    for name in _INT_FIELDS:
+        account[name] = int(account[name])
+    return account
+
+
+def _entry(item: dict[str, Any]) -> dict[str, Any]:
+    """Optional fields appear only when set, as the HTTP contract says."""
+    return {k: v for k, v in item.items() if v is not None or k not in ("reference", "transfer_id")}

@@ -1,0 +1,74 @@
+"""The query API's read models over the real pipeline: transactions, owners, daily stats, readiness."""
+
+from __future__ import annotations
+
+import random
+import string
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.e2e.conftest import Services
+from tests.e2e.test_slice import read_until
+
+pytestmark = pytest.mark.e2e
+
+
+def test_transactions_page_oldest_first_with_running_balance(running: Services, unique: str) -> None:
+    c, q = running.commands, running.queries
+    account = c.post(
+        "/accounts", json={"owner_id": f"t-{unique}", "currency": "EUR", "overdraft_limit": 100}
+    ).json()["account_id"]
+    for amount in (500, 250, 100):
+        c.post(f"/accounts/{account}/deposits", json={"amount": amount, "reference": f"r{amount}"})
+    c.post(f"/accounts/{account}/withdrawals", json={"amount": 900})
+    read_until(q, f"/accounts/{account}", lambda r: r.status_code == 200 and r.json()["version"] == 5)
+
+    first = q.get(f"/accounts/{account}/transactions", params={"limit": 2}).json()
+    assert [(i["version"], i["type"], i["amount"], i["balance_after"]) for i in first["items"]] == [
+        (2, "deposit", 500, 500),
+        (3, "deposit", 250, 750),
+    ]
+    assert first["items"][0]["reference"] == "r500" and first["next_cursor"] == "v3"
+    second = q.get(f"/accounts/{account}/transactions", params={"limit": 2, "cursor": "v3"}).json()
+    assert [(i["version"], i["balance_after"]) for i in second["items"]] == [(4, 850), (5, -50)]
+    assert "reference" not in second["items"][1]
+    last = q.get(
+        f"/accounts/{account}/transactions", params={"limit": 2, "cursor": second["next_cursor"]}
+    ).json()
+    assert last == {"items": [], "next_cursor": None}
+
+    assert q.get(f"/accounts/nobody-{unique}/transactions").status_code == 404
+    assert q.get(f"/accounts/{account}/transactions", params={"cursor": "3"}).status_code == 422
+    assert q.get(f"/accounts/{account}/transactions", params={"limit": 0}).status_code == 422
+
+
+def test_accounts_by_owner_and_daily_totals(running: Services, unique: str) -> None:
+    c, q = running.commands, running.queries
+    currency = "Z" + "".join(random.choices(string.ascii_uppercase, k=2))  # a currency of this test alone
+    owner = f"o-{unique}"
+    ids = [
+        c.post("/accounts", json={"owner_id": owner, "currency": currency}).json()["account_id"]
+        for _ in range(2)
+    ]
+    c.post(f"/accounts/{ids[0]}/deposits", json={"amount": 1000})
+    c.post(f"/accounts/{ids[1]}/deposits", json={"amount": 30})
+    c.post(f"/accounts/{ids[0]}/withdrawals", json={"amount": 400})
+    read_until(q, f"/accounts/{ids[0]}", lambda r: r.status_code == 200 and r.json()["version"] == 3)
+    read_until(q, f"/accounts/{ids[1]}", lambda r: r.status_code == 200 and r.json()["version"] == 2)
+
+    listed = q.get(f"/owners/{owner}/accounts").json()["items"]
+    assert sorted(a["account_id"] for a in listed) == sorted(ids)
+    assert {a["balance"] for a in listed} == {600, 30}
+    assert q.get(f"/owners/nobody-{unique}/accounts").json() == {"items": []}
+
+    today = datetime.now(UTC).date().isoformat()
+    stats = q.get("/stats/daily", params={"date": today, "currency": currency}).json()
+    assert stats == {"date": today, "currency": currency, "deposits": 1030, "withdrawals": 400, "count": 3}
+    assert q.get("/stats/daily", params={"date": "2026-02-30", "currency": "EUR"}).status_code == 422
+    assert q.get("/stats/daily", params={"date": today}).status_code == 422
+
+
+def test_readiness(running: Services) -> None:
+    assert running.queries.get("/readyz").json() == {"status": "ready"}
+    assert running.queries.get("/healthz").status_code == 200
