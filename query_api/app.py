@@ -12,8 +12,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from query_api import routes
+from query_api.freshness import PositionWaiter
 from query_api.settings import QueryApiSettings
-from query_api.views import ViewNotReady, ViewReader
+from query_api.views import ACCOUNTS, ViewNotReady, ViewReader
 
 
 def _error(status: int, error: str, detail: str, **headers: str) -> JSONResponse:
@@ -27,9 +28,12 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = redis.Redis.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
         app.state.reader = ViewReader(client)
+        app.state.freshness = PositionWaiter(client, ACCOUNTS)
+        await app.state.freshness.start()
         try:
             yield
         finally:
+            await app.state.freshness.close()
             await client.aclose()
 
     app = FastAPI(
@@ -47,6 +51,10 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
     @app.exception_handler(routes.InvalidQuery)
     async def invalid_query(_: Request, exc: Exception) -> JSONResponse:
         return _error(422, "validation_error", str(exc))
+
+    @app.exception_handler(routes.NotYetApplied)
+    async def not_yet(_: Request, exc: Exception) -> JSONResponse:
+        return _error(503, "not_yet_applied", str(exc), **{"Retry-After": "1"})
 
     @app.exception_handler(ViewNotReady)
     async def not_ready(_: Request, exc: Exception) -> JSONResponse:

@@ -20,6 +20,31 @@ async def get_reader(request: Request) -> ViewReader:
 
 
 Reader = Annotated[ViewReader, Depends(get_reader)]
+
+
+class NotYetApplied(Exception):
+    """The view has not reached the requested position within the wait."""
+
+
+async def read_after(
+    request: Request,
+    after: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9]{1,6}-[0-9]{1,19}$",
+            description="read-your-writes: a command's position (X-Position); wait until the view has it",
+        ),
+    ] = None,
+    wait_ms: Annotated[int, Query(ge=0, le=10_000, description="longest wait for `after`")] = 2000,
+) -> None:
+    if after is None:
+        return
+    partition, offset = (int(part) for part in after.split("-"))
+    if not await request.app.state.freshness.wait(partition, offset, wait_ms / 1000):
+        raise NotYetApplied(f"the view has not applied position {after} within {wait_ms} ms")
+
+
+Fresh = Depends(read_after)
 AccountId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
 OwnerId = Annotated[str, Path(min_length=1, max_length=200)]
 
@@ -53,6 +78,7 @@ class InvalidQuery(Exception):
 @router.get(
     "/accounts/{account_id}",
     response_model=AccountView,
+    dependencies=[Fresh],
     responses={
         304: {"description": "Not modified"},
         404: {"model": ErrorBody},
@@ -106,7 +132,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/accounts/{account_id}/transactions", response_model=TransactionsPage, responses=_ERRORS)
+@router.get(
+    "/accounts/{account_id}/transactions",
+    response_model=TransactionsPage,
+    responses=_ERRORS,
+    dependencies=[Fresh],
+)
 async def get_transactions(
     account_id: AccountId,
     reader: Reader,
@@ -124,7 +155,9 @@ async def get_transactions(
     return Response(orjson.dumps({"items": items, "next_cursor": next_cursor}), media_type="application/json")
 
 
-@router.get("/owners/{owner_id}/accounts", response_model=AccountsList, responses=_ERRORS)
+@router.get(
+    "/owners/{owner_id}/accounts", response_model=AccountsList, responses=_ERRORS, dependencies=[Fresh]
+)
 async def get_owner_accounts(owner_id: OwnerId, reader: Reader) -> Response:
     items = await reader.owner_accounts(owner_id)
     return Response(orjson.dumps({"items": items}), media_type="application/json")
