@@ -273,20 +273,23 @@ class CommandProcessor:
         decision = handle(stream, envelope, command, previous, digest)
         match decision:
             case AlreadyHandled(previous):
-                replay = self._add(
-                    batch,
-                    envelope,
-                    partition,
-                    previous.accepted,
-                    previous.version,
-                    previous.request_hash,
-                    reason=previous.reason,
-                    detail=previous.detail,
-                    remember=False,
-                )
-                replay.position = previous.position
-                if earlier is not None:  # same id twice in one batch: its position comes with the ack
-                    batch.pending[-1] = earlier
+                if earlier is not None:
+                    # Same id twice in one batch: answer with the first one's outcome, whose
+                    # position arrives with the broker's ack.
+                    batch.pending.append(earlier)
+                else:
+                    replay = self._add(
+                        batch,
+                        envelope,
+                        partition,
+                        previous.accepted,
+                        previous.version,
+                        previous.request_hash,
+                        reason=previous.reason,
+                        detail=previous.detail,
+                        remember=False,
+                    )
+                    replay.position = previous.position
             case Rejected(reason, detail, version, remember):
                 self._add(
                     batch,

@@ -50,7 +50,7 @@ class SchemaRegistry:
         raw = json.loads(path.read_text())
         canonical = to_parsing_canonical_form(parse_schema(raw, _write_hint=False))
         # The hinted parse lets fastavro skip re-parsing the schema on every read and write.
-        parsed = parse_schema(json.loads(path.read_text()))
+        parsed = parse_schema(raw)  # parse_schema leaves `raw` as it was
         if raw.get("name") != match["name"]:
             raise ValueError(f"{path}: record name {raw.get('name')!r} differs from file name")
         full_name = f"{raw['namespace']}.{raw['name']}" if raw.get("namespace") else raw["name"]
