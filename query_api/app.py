@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from query_api import routes
-from query_api.freshness import PositionWaiter
+from query_api.notifications import ChangeNotifications
 from query_api.settings import QueryApiSettings
 from query_api.views import ACCOUNTS, ViewNotReady, ViewReader
 
@@ -27,13 +27,14 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = redis.Redis.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
+        app.state.settings = settings
         app.state.reader = ViewReader(client)
-        app.state.freshness = PositionWaiter(client, ACCOUNTS)
-        await app.state.freshness.start()
+        app.state.notifications = ChangeNotifications(client, ACCOUNTS)
+        await app.state.notifications.start()
         try:
             yield
         finally:
-            await app.state.freshness.close()
+            await app.state.notifications.close()
             await client.aclose()
 
     app = FastAPI(
@@ -55,6 +56,10 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
     @app.exception_handler(routes.NotYetApplied)
     async def not_yet(_: Request, exc: Exception) -> JSONResponse:
         return _error(503, "not_yet_applied", str(exc), **{"Retry-After": "1"})
+
+    @app.exception_handler(routes.TooManyStreams)
+    async def too_many_streams(_: Request, exc: Exception) -> JSONResponse:
+        return _error(503, "too_many_streams", str(exc), **{"Retry-After": "5"})
 
     @app.exception_handler(ViewNotReady)
     async def not_ready(_: Request, exc: Exception) -> JSONResponse:

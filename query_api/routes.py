@@ -7,8 +7,10 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from query_api.live import account_events
 from query_api.views import ViewReader
 
 router = APIRouter(tags=["accounts"])
@@ -40,7 +42,7 @@ async def read_after(
     if after is None:
         return
     partition, offset = (int(part) for part in after.split("-"))
-    if not await request.app.state.freshness.wait(partition, offset, wait_ms / 1000):
+    if not await request.app.state.notifications.wait(partition, offset, wait_ms / 1000):
         raise NotYetApplied(f"the view has not applied position {after} within {wait_ms} ms")
 
 
@@ -68,6 +70,10 @@ class ErrorBody(BaseModel):
 
 class AccountNotFound(Exception):
     pass
+
+
+class TooManyStreams(Exception):
+    """The process already serves its maximum number of live streams."""
 
 
 class InvalidQuery(Exception):
@@ -163,7 +169,7 @@ async def get_owner_accounts(owner_id: OwnerId, reader: Reader) -> Response:
     return Response(orjson.dumps({"items": items}), media_type="application/json")
 
 
-@router.get("/stats/daily", response_model=DailyStats, responses=_ERRORS)
+@router.get("/stats/daily", response_model=DailyStats, responses=_ERRORS, dependencies=[Fresh])
 async def get_daily_stats(
     reader: Reader,
     date: Annotated[str, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD (UTC)")],
@@ -176,4 +182,55 @@ async def get_daily_stats(
     totals = await reader.daily(date, currency)
     return Response(
         orjson.dumps({"date": date, "currency": currency, **totals}), media_type="application/json"
+    )
+
+
+_STREAM_DOC = """Server-sent events of the account's changes, live.
+
+A new connection first gets `event: account` (the summary, `id` = its version), then one
+`event: change` per later version (`{"version", "type", ...}`: deposit, withdrawal, transfer_in,
+transfer_out, transfer_reversal with amount and balance_after; opened, overdraft_limit_changed,
+closed), each with `id` = its version. Reconnecting with `Last-Event-ID: <version>` resumes with
+the change after that version, with no gap and no repeat. A `: keepalive` comment is sent when
+the stream is quiet."""
+
+
+@router.get(
+    "/accounts/{account_id}/stream",
+    response_class=StreamingResponse,
+    description=_STREAM_DOC,
+    responses={
+        200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}, "description": "the stream"},
+        404: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
+)
+async def stream_account(
+    request: Request,
+    account_id: AccountId,
+    reader: Reader,
+    last_event_id: Annotated[
+        str | None,
+        Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,18}$", description="the last version received"),
+    ] = None,
+) -> StreamingResponse:
+    state = request.app.state
+    if state.notifications.streams >= state.settings.query_api_max_streams:
+        raise TooManyStreams(f"this process already serves {state.settings.query_api_max_streams} streams")
+    account = await reader.account(account_id)
+    if account is None:
+        raise AccountNotFound(account_id)
+    events = account_events(
+        reader,
+        state.notifications,
+        account_id,
+        summary=account if last_event_id is None else None,
+        after_version=int(last_event_id or 0),
+        keepalive_s=state.settings.query_api_stream_keepalive_s,
+    )
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

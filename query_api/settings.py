@@ -13,3 +13,5 @@ class QueryApiSettings(BaseSettings):
     query_api_host: str = "127.0.0.1"
     query_api_port: int = 8002
     query_api_workers: int = 1
+    query_api_max_streams: int = 1000  # live /stream connections per process
+    query_api_stream_keepalive_s: float = 15.0

@@ -52,6 +52,22 @@ class ViewReader:
             return None
         return [_entry(orjson.loads(m)) for m in members]
 
+    async def changes(self, account_id: str, after_version: int, limit: int = 500) -> list[dict[str, Any]]:
+        """Every change of the account with a version above `after_version`, in version order and
+        without gaps: money movements from the transactions, the others from the change log."""
+        prefix = await self._prefix(ACCOUNTS)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for log in ("transactions", "changes"):
+                pipe.zrangebyscore(
+                    f"{prefix}account:{account_id}:{log}", f"({after_version}", "+inf", start=0, num=limit
+                )
+            logs = [[orjson.loads(m) for m in members] for members in await pipe.execute()]
+        # A full page may continue past its last version: stop there, or another log's later
+        # entries would skip the versions the next read brings.
+        cap = min((entries[-1]["version"] for entries in logs if len(entries) == limit), default=None)
+        merged = sorted((_entry(e) for entries in logs for e in entries), key=lambda e: int(e["version"]))
+        return [e for e in merged if cap is None or e["version"] <= cap]
+
     async def owner_accounts(self, owner_id: str) -> list[dict[str, Any]]:
         prefix = await self._prefix(ACCOUNTS)
         ids = sorted(_text(m) for m in await self.client.smembers(f"{prefix}owner:{owner_id}:accounts"))

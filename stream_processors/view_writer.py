@@ -9,7 +9,7 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import WatchError
 
-from stream_processors.projections.ops import HashIncrement, HashSet, MoneyMoved, Op, SetAdd
+from stream_processors.projections.ops import HashIncrement, HashSet, MoneyMoved, Op, SetAdd, SortedSetAdd
 
 # One money movement, atomically inside the batch's MULTI: balance, version, the transaction entry
 # with the balance after it, and the daily totals in the account's currency. Balances stay below
@@ -122,6 +122,8 @@ class ViewWriter:
                 pipe.hincrby(self.prefix + key, field, amount)
             case SetAdd(key, member):
                 pipe.sadd(self.prefix + key, member)
+            case SortedSetAdd(key, score, member):
+                pipe.zadd(self.prefix + key, {member: score})
             case MoneyMoved():
                 entry = orjson.dumps(op.entry)[:-1].decode()  # the script appends balance_after
                 daily = "1" if op.entry.get("type") in _DAILY_TYPES else "0"

@@ -1,13 +1,17 @@
 """The accounts views: summary hash `account:<id>`, transactions `account:<id>:transactions`
-(sorted by version, each with the balance after it), `owner:<owner>:accounts`, and daily totals
-per currency `daily:<date>:<currency>`."""
+(sorted by version, each with the balance after it), the account's other changes
+`account:<id>:changes` (opened, limit changed, closed; sorted by version, so the two sorted sets
+together hold every version, which live updates resume from), `owner:<owner>:accounts`, and daily
+totals per currency `daily:<date>:<currency>`."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from stream_processors.projections.ops import HashSet, MoneyMoved, Op, SetAdd
+import orjson
+
+from stream_processors.projections.ops import HashSet, MoneyMoved, Op, SetAdd, SortedSetAdd
 
 VIEW = "accounts"
 
@@ -26,6 +30,15 @@ def _iso(moment: datetime) -> str:
 
 def transactions_key(account_id: str) -> str:
     return f"account:{account_id}:transactions"
+
+
+def changes_key(account_id: str) -> str:
+    return f"account:{account_id}:changes"
+
+
+def _change(account_id: str, version: int, kind: str, occurred: str, **fields: Any) -> SortedSetAdd:
+    entry = {"version": version, "type": kind, "occurred_at": occurred, **fields}
+    return SortedSetAdd(changes_key(account_id), version, orjson.dumps(entry).decode())
 
 
 def owner_key(owner_id: str) -> str:
@@ -88,9 +101,27 @@ def project(event_type: str, event: dict[str, Any]) -> list[Op]:
                     },
                 ),
                 SetAdd(owner_key(event["owner_id"]), account_id),
+                _change(
+                    account_id,
+                    event["version"],
+                    "opened",
+                    occurred,
+                    owner_id=event["owner_id"],
+                    currency=event["currency"],
+                    overdraft_limit=event["overdraft_limit"],
+                ),
             ]
         case "OverdraftLimitChanged":
-            return [HashSet(key, {"overdraft_limit": event["overdraft_limit"], **stamp})]
+            limit = event["overdraft_limit"]
+            return [
+                HashSet(key, {"overdraft_limit": limit, **stamp}),
+                _change(
+                    account_id, event["version"], "overdraft_limit_changed", occurred, overdraft_limit=limit
+                ),
+            ]
         case "AccountClosed":
-            return [HashSet(key, {"status": "closed", **stamp})]
+            return [
+                HashSet(key, {"status": "closed", **stamp}),
+                _change(account_id, event["version"], "closed", occurred),
+            ]
     raise UnknownEventType(f"the {VIEW} view has no rule for {event_type!r}")

@@ -25,6 +25,13 @@ class SetAdd:
 
 
 @dataclass(frozen=True)
+class SortedSetAdd:
+    key: str
+    score: int
+    member: str
+
+
+@dataclass(frozen=True)
 class MoneyMoved:
     """Money in (+) or out (-) of an account, applied atomically by one script: the summary's
     balance and version, a transaction entry with the balance after it, and the daily totals of
@@ -40,4 +47,4 @@ class MoneyMoved:
     updated_at: str
 
 
-Op = HashSet | HashIncrement | SetAdd | MoneyMoved
+Op = HashSet | HashIncrement | SetAdd | SortedSetAdd | MoneyMoved

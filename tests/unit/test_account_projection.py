@@ -2,10 +2,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from stream_processors.projections.accounts import UnknownEventType, project
-from stream_processors.projections.ops import HashSet, MoneyMoved, SetAdd
+from stream_processors.projections.ops import HashSet, MoneyMoved, SetAdd, SortedSetAdd
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 STAMP = "2026-01-02T03:04:05.678Z"
@@ -23,6 +24,10 @@ def test_account_opened_sets_the_summary_and_the_owner_index() -> None:
             "overdraft_limit": 100, "status": "open", "opened_at": STAMP, "version": 1, "updated_at": STAMP,
         }),
         SetAdd("owner:alice:accounts", "acc-1"),
+        SortedSetAdd("account:acc-1:changes", 1, orjson.dumps({
+            "version": 1, "type": "opened", "occurred_at": STAMP,
+            "owner_id": "alice", "currency": "EUR", "overdraft_limit": 100,
+        }).decode()),
     ]  # fmt: skip
 
 
@@ -67,16 +72,25 @@ def test_money_events_move_the_balance_with_a_transaction_entry(
 
 
 @pytest.mark.parametrize(
-    ("event_type", "payload", "fields"),
+    ("event_type", "payload", "fields", "change"),
     [
-        ("OverdraftLimitChanged", {"overdraft_limit": 70}, {"overdraft_limit": 70}),
-        ("AccountClosed", {}, {"status": "closed"}),
+        (
+            "OverdraftLimitChanged",
+            {"overdraft_limit": 70},
+            {"overdraft_limit": 70},
+            {"type": "overdraft_limit_changed", "overdraft_limit": 70},
+        ),
+        ("AccountClosed", {}, {"status": "closed"}, {"type": "closed"}),
     ],
 )
-def test_account_changes(event_type: str, payload: dict[str, object], fields: dict[str, object]) -> None:
-    assert project(event_type, {**BASE, "version": 4, **payload}) == [
-        HashSet("account:acc-1", {**fields, "version": 4, "updated_at": STAMP})  # type: ignore[dict-item]
-    ]
+def test_account_changes_update_the_summary_and_the_change_log(
+    event_type: str, payload: dict[str, object], fields: dict[str, object], change: dict[str, object]
+) -> None:
+    summary, logged = project(event_type, {**BASE, "version": 4, **payload})
+    assert summary == HashSet("account:acc-1", {**fields, "version": 4, "updated_at": STAMP})  # type: ignore[dict-item]
+    assert isinstance(logged, SortedSetAdd)
+    assert (logged.key, logged.score) == ("account:acc-1:changes", 4)
+    assert orjson.loads(logged.member) == {"version": 4, "occurred_at": STAMP, **change}
 
 
 def test_an_event_without_a_rule_is_an_error_not_a_silent_skip() -> None:

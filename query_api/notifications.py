@@ -1,5 +1,7 @@
-"""Read-your-writes: wait until a view has applied a log position, woken by the projector's
-change notifications (Redis pub/sub), with a slow re-check of the checkpoint as a safety net."""
+"""A view's change notifications (Redis pub/sub from the projector), one listener per process,
+fanned out to read-your-writes waiters (by partition and offset) and live streams (by subject).
+Notifications only wake readers: every answer is re-read from the view, so a lost message costs
+at most one re-check period."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 
 import orjson
 import redis.asyncio as redis
@@ -14,11 +17,14 @@ import redis.asyncio as redis
 log = logging.getLogger(__name__)
 
 
-class PositionWaiter:
+class ChangeNotifications:
     def __init__(self, client: redis.Redis, view: str, recheck_s: float = 0.25) -> None:
         self.client, self.view, self.recheck_s = client, view, recheck_s
+        self._channel_prefix = f"view:{view}:changed:"
         self._waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = defaultdict(list)
+        self._watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
+        self.received = 0
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen())
@@ -28,6 +34,10 @@ class PositionWaiter:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
+
+    @property
+    def streams(self) -> int:
+        return sum(len(events) for events in self._watchers.values())
 
     async def applied(self, partition: int, offset: int) -> bool:
         generation = await self.client.get(f"view:{self.view}:current")
@@ -60,20 +70,41 @@ class PositionWaiter:
                 with contextlib.suppress(ValueError):
                     self._waiters[partition].remove(entry)
 
+    @contextlib.contextmanager
+    def watch(self, subject: str) -> Iterator[asyncio.Event]:
+        """An event set whenever the subject's row changes; clear it before each re-read."""
+        event = asyncio.Event()
+        self._watchers[subject].add(event)
+        try:
+            yield event
+        finally:
+            watchers = self._watchers[subject]
+            watchers.discard(event)
+            if not watchers:
+                del self._watchers[subject]
+
+    def _dispatch(self, channel: str, data: bytes) -> None:
+        self.received += 1
+        change = orjson.loads(data)
+        for target, future in list(self._waiters.get(change["partition"], [])):
+            if change["offset"] >= target and not future.done():
+                future.set_result(None)
+        for event in self._watchers.get(channel.removeprefix(self._channel_prefix), ()):
+            event.set()
+
     async def _listen(self) -> None:
         while True:
             try:
                 pubsub = self.client.pubsub()
-                await pubsub.psubscribe(f"view:{self.view}:changed:*")
+                await pubsub.psubscribe(f"{self._channel_prefix}*")
                 async for message in pubsub.listen():
-                    if message.get("type") != "pmessage":
-                        continue
-                    change = orjson.loads(message["data"])
-                    for target, future in list(self._waiters.get(change["partition"], [])):
-                        if change["offset"] >= target and not future.done():
-                            future.set_result(None)
+                    if message.get("type") == "pmessage":
+                        channel = message["channel"]
+                        self._dispatch(
+                            channel.decode() if isinstance(channel, bytes) else channel, message["data"]
+                        )
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Redis went away: waiters fall back to re-checking
+            except Exception as exc:  # Redis went away: readers fall back to re-checking
                 log.warning("change notifications unavailable (%s); retrying", exc)
                 await asyncio.sleep(1)
