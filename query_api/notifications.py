@@ -25,6 +25,7 @@ class ChangeNotifications:
         self._watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
         self.received = 0
+        self.waits = {"applied": 0, "timed_out": 0}
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen())
@@ -48,6 +49,11 @@ class ChangeNotifications:
 
     async def wait(self, partition: int, offset: int, timeout_s: float) -> bool:
         """True once the view's checkpoint for the partition has reached the offset."""
+        done = await self._wait(partition, offset, timeout_s)
+        self.waits["applied" if done else "timed_out"] += 1
+        return done
+
+    async def _wait(self, partition: int, offset: int, timeout_s: float) -> bool:
         if await self.applied(partition, offset):
             return True
         loop = asyncio.get_running_loop()

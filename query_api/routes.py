@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from query_api.errors import AccountNotFound, ErrorBody, InvalidQuery, NotYetApplied, TooManyStreams
 from query_api.live import account_events
 from query_api.views import ViewReader
 
@@ -22,10 +23,6 @@ async def get_reader(request: Request) -> ViewReader:
 
 
 Reader = Annotated[ViewReader, Depends(get_reader)]
-
-
-class NotYetApplied(Exception):
-    """The view has not reached the requested position within the wait."""
 
 
 async def read_after(
@@ -61,24 +58,6 @@ class AccountView(BaseModel):
     version: int
     opened_at: str
     updated_at: str
-
-
-class ErrorBody(BaseModel):
-    error: str
-    detail: str
-
-
-class AccountNotFound(Exception):
-    pass
-
-
-class TooManyStreams(Exception):
-    """The process already serves its maximum number of live streams."""
-
-
-class InvalidQuery(Exception):
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name}: {message}")
 
 
 @router.get(

@@ -8,6 +8,7 @@ import orjson
 import redis.asyncio as redis
 
 ACCOUNTS = "accounts"
+SERVED_VIEWS = (ACCOUNTS,)
 _INT_FIELDS = ("balance", "overdraft_limit", "version")
 
 
@@ -83,12 +84,56 @@ class ViewReader:
         totals = {_text(k): int(v) for k, v in raw.items()}
         return {name: totals.get(name, 0) for name in ("deposits", "withdrawals", "count")}
 
+    async def generations(self, view: str, now_ms: int) -> list[dict[str, Any]]:
+        """Each generation of the view in Redis: its state, checkpoints and the projector's lag."""
+        current_raw = await self.client.get(f"view:{view}:current")
+        current = int(current_raw) if current_raw is not None else None
+        known = {int(g) for g in await self.client.smembers(f"view:{view}:generations")}
+        known |= {current} if current is not None else set()
+        ordered = sorted(known)
+        async with self.client.pipeline(transaction=False) as pipe:
+            for generation in ordered:
+                pipe.hgetall(f"view:{view}:g{generation}:checkpoints")
+                pipe.hgetall(f"view:{view}:g{generation}:status")
+            rows = await pipe.execute()
+        items = []
+        for generation, checkpoints, status in zip(ordered, rows[::2], rows[1::2], strict=True):
+            fields = {_text(k): int(v) for k, v in status.items()}
+            lag = {name[4:]: value for name, value in fields.items() if name.startswith("lag:")}
+            seen = fields.get("updated_at_ms")
+            state = (
+                "live"
+                if generation == current
+                else "rebuilding"
+                if (current or 0) < generation
+                else "retired"
+            )
+            items.append(
+                {
+                    "name": view,
+                    "generation": generation,
+                    "current_generation": current,
+                    "state": state,
+                    "checkpoints": dict(
+                        sorted(((_text(k), int(v)) for k, v in checkpoints.items()), key=_num)
+                    ),
+                    "lag": dict(sorted(lag.items(), key=_num)),
+                    "lag_total": sum(lag.values()),
+                    "reported_ms_ago": None if seen is None else max(0, now_ms - seen),
+                }
+            )
+        return items
+
     async def ready(self) -> bool:
         """Redis answers and the accounts view has a current generation."""
         try:
             return await self.client.get(f"view:{ACCOUNTS}:current") is not None
         except redis.RedisError:
             return False
+
+
+def _num(item: tuple[str, int]) -> int:
+    return int(item[0])
 
 
 def _account(raw: dict[Any, Any]) -> dict[str, Any]:

@@ -89,6 +89,22 @@ def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
         text = render(accounts.VIEW, generation, counters, highwater)
         return web.text(text, content_type="text/plain; version=0.0.4")
 
+    status_writer = ViewWriter(aredis.Redis.from_url(settings.redis_url), accounts.VIEW, generation)
+
+    @app.timer(settings.projector_status_interval_s)  # type: ignore[untyped-decorator]
+    async def publish_status() -> None:
+        try:
+            lags = {}
+            for tp in app.consumer.assignment():
+                if tp.topic != topic.get_topic_name():
+                    continue
+                high, position = app.consumer.highwater(tp), await app.consumer.position(tp)
+                if high is not None and position is not None:
+                    lags[tp.partition] = max(0, int(high) - int(position))
+            await status_writer.publish_status(lags, int(time.time() * 1000))
+        except Exception as exc:  # a status is informative; never stop projecting for it
+            log.warning("could not publish the view status: %s", exc)
+
     @app.agent(topic, concurrency=1)
     async def project_accounts(stream: Any) -> None:
         client = aredis.Redis.from_url(settings.redis_url)

@@ -57,6 +57,11 @@ def generation_prefix(view: str, generation: int) -> str:
     return f"view:{view}:g{generation}:"
 
 
+def generations_key(view: str) -> str:
+    """The set of the view's generations that exist in Redis (live or being built)."""
+    return f"view:{view}:generations"
+
+
 class ViewWriter:
     """Exactly-once effect: ops and checkpoint in one MULTI/EXEC; offsets at or below it are skipped.
 
@@ -66,6 +71,7 @@ class ViewWriter:
 
     def __init__(self, client: redis.Redis, view: str, generation: int) -> None:
         self.client = client
+        self.view, self.generation = view, generation
         self.prefix = generation_prefix(view, generation)
         self.checkpoints = f"{self.prefix}checkpoints"
         self.channel_prefix = changes_channel_prefix(view)
@@ -112,6 +118,16 @@ class ViewWriter:
                     {"version": event.version, "partition": event.partition, "offset": event.offset}
                 )
                 pipe.publish(f"{self.channel_prefix}{subject}", message)
+            await pipe.execute()
+
+    async def publish_status(self, lags: dict[int, int], now_ms: int) -> None:
+        """The projector's heartbeat for `/views` and the operator CLI: per-partition lag (records
+        of the source partition not fetched yet) and when it was measured."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.sadd(generations_key(self.view), self.generation)
+            mapping: dict[str | bytes, int] = {f"lag:{p}": lag for p, lag in lags.items()}
+            mapping["updated_at_ms"] = now_ms
+            pipe.hset(f"{self.prefix}status", mapping=mapping)  # type: ignore[arg-type]
             await pipe.execute()
 
     async def _queue(self, pipe: redis.client.Pipeline, op: Op) -> None:

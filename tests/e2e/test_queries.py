@@ -6,6 +6,7 @@ import random
 import string
 from datetime import UTC, datetime
 
+import httpx
 import pytest
 
 from tests.e2e.conftest import Services
@@ -72,3 +73,28 @@ def test_accounts_by_owner_and_daily_totals(running: Services, unique: str) -> N
 def test_readiness(running: Services) -> None:
     assert running.queries.get("/readyz").json() == {"status": "ready"}
     assert running.queries.get("/healthz").status_code == 200
+
+
+def test_views_report_the_live_generation_with_checkpoints_and_lag(running: Services, unique: str) -> None:
+    c, q = running.commands, running.queries
+    c.post("/accounts", json={"owner_id": f"v-{unique}", "currency": "EUR"})
+
+    def caught_up(response: httpx.Response) -> bool:
+        live = [v for v in response.json()["items"] if v["state"] == "live"]
+        return bool(live) and live[0]["lag_total"] == 0 and live[0]["reported_ms_ago"] is not None
+
+    views = read_until(q, "/views", caught_up).json()["items"]
+    [live] = [v for v in views if v["name"] == "accounts" and v["state"] == "live"]
+    assert live["generation"] == live["current_generation"]
+    assert live["checkpoints"] and all(offset >= 0 for offset in live["checkpoints"].values())
+    assert live["lag_total"] == 0 and live["reported_ms_ago"] < 10_000
+
+
+def test_metrics_count_requests_by_route_and_status(running: Services) -> None:
+    q = running.queries
+    q.get("/accounts/nobody-at-all")
+    text = q.get("/metrics").text
+    assert "# TYPE query_api_requests_total counter" in text
+    assert 'query_api_requests_total{method="GET",route="/accounts/{account_id}",status="404"}' in text
+    assert 'query_api_request_seconds_bucket{route="/accounts/{account_id}",le="+Inf"}' in text
+    assert "query_api_streams " in text and 'query_api_read_your_writes_total{outcome="applied"}' in text

@@ -1,0 +1,33 @@
+"""The error body every failure carries, and the exceptions routes raise to produce it."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+
+
+def error_response(status: int, error: str, detail: str, **headers: str) -> JSONResponse:
+    return JSONResponse({"error": error, "detail": detail}, status_code=status, headers=headers)
+
+
+class AccountNotFound(Exception):
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"no account {account_id}")
+
+
+class InvalidQuery(Exception):
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+
+
+class NotYetApplied(Exception):
+    """The view has not reached the requested position within the wait."""
+
+
+class TooManyStreams(Exception):
+    """The process already serves its maximum number of live streams."""
