@@ -151,7 +151,14 @@ async def get_owner_accounts(owner_id: OwnerId, reader: Reader) -> Response:
 @router.get("/stats/daily", response_model=DailyStats, responses=_ERRORS, dependencies=[Fresh])
 async def get_daily_stats(
     reader: Reader,
-    date: Annotated[str, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="YYYY-MM-DD (UTC)")],
+    date: Annotated[
+        str,
+        Query(
+            pattern=r"^\d{4}-\d{2}-\d{2}$",
+            description="YYYY-MM-DD (UTC)",
+            json_schema_extra={"format": "date"},
+        ),
+    ],
     currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")],
 ) -> Response:
     try:
