@@ -7,16 +7,13 @@ Starts its own command API and command processor against the configured Kafka.
 from __future__ import annotations
 
 import argparse
-import re
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import RESULTS, bootstrap, unique, write
+from bench.common import RESULTS, bootstrap, unique, write, wrk
 from infra.services import ServiceRunner, services
 from infra.settings import StackSettings, TopicSettings
 from infra.topics import ensure_topics
@@ -34,18 +31,11 @@ end
 """
 
 
-def _millis(text: str) -> float:
-    value, unit = float(text[:-2] if text.endswith(("ms", "us")) else text[:-1]), text.lstrip("0123456789.")
-    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=64)
     args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is needed: apt-get install wrk")
     RESULTS.mkdir(exist_ok=True)
     aggregate = unique("bench")  # private topics: the bench leaves no backlog for the real views
     ensure_topics(TopicSettings(kafka_bootstrap_servers=bootstrap(), aggregate=aggregate))
@@ -70,38 +60,19 @@ def main() -> None:
             ]
         script = RESULTS / "deposits.lua"
         script.write_text(LUA % ", ".join(f'"{i}"' for i in ids))
-        run = subprocess.run(
-            [
-                "wrk",
-                f"-t{min(2, args.connections)}",
-                f"-c{args.connections}",
-                f"-d{args.seconds}s",
-                "--latency",
-                "-s",
-                str(script),
-                base,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
+        run = wrk(base, args.connections, args.seconds, script)
     finally:
         runner.stop_all(runner.started)
-    out = run.stdout
-    (RESULTS / "command_http.wrk.txt").write_text(out)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
-    p50 = _millis(re.search(r"50%\s+(\S+)", out)[1])  # type: ignore[index]
-    p99 = _millis(re.search(r"99%\s+(\S+)", out)[1])  # type: ignore[index]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    (RESULTS / "command_http.wrk.txt").write_text(run.output)
     write(
         "command_http",
         [
             {
                 "what": "POST /accounts/{id}/deposits (command API -> Kafka -> processor -> result)",
-                "req/s": f"{rps:,.0f}",
-                "p50 ms": f"{p50:.1f}",
-                "p99 ms": f"{p99:.1f}",
-                "non-2xx": errors[1] if errors else "0",
+                "req/s": f"{run.rps:,.0f}",
+                "p50 ms": f"{run.p50_ms:.1f}",
+                "p99 ms": f"{run.p99_ms:.1f}",
+                "non-2xx": run.non_2xx,
             },
         ],
         [

@@ -5,8 +5,13 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
+import shutil
+import subprocess
+import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +45,34 @@ def write(name: str, rows: list[dict[str, Any]], notes: list[str]) -> None:
     lines += ["", *[f"- {n}" for n in notes]]
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    output: str
+
+
+def _millis(text: str) -> float:
+    value, unit = float(text.rstrip("mus")), text.lstrip("0123456789.")
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, connections: int, seconds: int, script: Path | None = None) -> WrkRun:
+    """wrk (a separate process, 2 threads) against one URL, with its latency distribution."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install wrk")
+    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command += ["-s", str(script)] if script else []
+    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return WrkRun(
+        rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
+        p50_ms=_millis(re.search(r"^\s+50%\s+(\S+)", out, re.M)[1]),  # type: ignore[index]
+        p99_ms=_millis(re.search(r"^\s+99%\s+(\S+)", out, re.M)[1]),  # type: ignore[index]
+        non_2xx=int(errors[1]) if errors else 0,
+        output=out,
+    )

@@ -12,6 +12,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from query_api import errors, operations, routes
 from query_api.errors import error_response
@@ -79,6 +81,8 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
     handle(errors.NotYetApplied, 503, "not_yet_applied", **{"Retry-After": "1"})
     handle(errors.TooManyStreams, 503, "too_many_streams", **{"Retry-After": "5"})
     handle(ViewNotReady, 503, "view_not_ready", **{"Retry-After": "1"})
+    handle(RedisConnectionError, 503, "redis_unavailable", **{"Retry-After": "1"})
+    handle(RedisTimeoutError, 503, "redis_unavailable", **{"Retry-After": "1"})
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
