@@ -2,7 +2,8 @@
 GET /accounts/{id} (one script: the generation pointer, then the summary hash) and answering
 with orjson; no validation, no error mapping, no metrics.
 
-Run by bench/query_http.py as `uvicorn bench.bare_query:app`; REDIS_URL names the server."""
+Run by bench/query_http.py as `uvicorn bench.bare_query:app` (and `:fastapi_app`); REDIS_URL names
+the server."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import os
 
 import orjson
 import redis.asyncio as redis
+from fastapi import FastAPI
 from redis.exceptions import NoScriptError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,8 +28,8 @@ return redis.call('HGETALL', ARGV[1] .. generation .. ARGV[2])
 SHA = hashlib.sha1(READ.encode()).hexdigest()
 
 
-async def account(request: Request) -> Response:
-    suffix = f":account:{request.path_params['id']}"
+async def read(account_id: str) -> Response:
+    suffix = f":account:{account_id}"
     try:
         flat = await client.evalsha(SHA, 1, "view:accounts:current", "view:accounts:g", suffix)  # type: ignore[misc]
     except NoScriptError:
@@ -43,4 +45,17 @@ async def account(request: Request) -> Response:
     )
 
 
+async def account(request: Request) -> Response:
+    return await read(request.path_params["id"])
+
+
 app = Starlette(routes=[Route("/accounts/{id}", account)])
+
+# For context, not a baseline: the same read as the smallest FastAPI route (one str parameter, no
+# validation rules, no middleware of ours), i.e. the framework's own floor.
+fastapi_app = FastAPI()
+
+
+@fastapi_app.get("/accounts/{account_id}")
+async def fastapi_account(account_id: str) -> Response:
+    return await read(account_id)

@@ -24,7 +24,7 @@ from infra import processes
 from infra.services import ServiceRunner, services
 from infra.settings import StackSettings
 
-QUERY_PORT, BARE_PORT = 18201, 18202
+QUERY_PORT, BARE_PORT, FLOOR_PORT = 18201, 18202, 18203
 ACCOUNTS = 1000
 LUA = """
 local n = 0
@@ -88,21 +88,26 @@ def main() -> None:
     stack = StackSettings(stack_dir=Path(".stack/bench"))
     runner = ServiceRunner(stack, env={"REDIS_URL": redis_url, "QUERY_API_PORT": str(QUERY_PORT)})
     [query_api] = [s for s in services(query_port=QUERY_PORT) if s.name == "query-api"]
-    bare_pid = stack.stack_dir.resolve() / "services" / "bare-query.pid"
-    runs: dict[str, list[WrkRun]] = {"bare": [], "ours": []}
+    pids = {
+        app: stack.stack_dir.resolve() / "services" / f"bare-query-{app}.pid"
+        for app in ("app", "fastapi_app")
+    }
+    runs: dict[str, list[WrkRun]] = {"bare": [], "floor": [], "ours": []}
     try:
         runner.start(query_api)
         runner.wait_healthy(query_api)
-        command = [sys.executable, "-m", "uvicorn", "bench.bare_query:app", "--port", str(BARE_PORT)]
-        processes.start_detached(
-            [*command, "--no-access-log", "--log-level", "warning"],
-            pid_file=bare_pid,
-            log_file=bare_pid.with_suffix(".log"),
-            markers=["bench.bare_query:app"],
-            env={**os.environ, "REDIS_URL": redis_url},
-        )
+        for app, port in (("app", BARE_PORT), ("fastapi_app", FLOOR_PORT)):
+            command = [sys.executable, "-m", "uvicorn", f"bench.bare_query:{app}", "--port", str(port)]
+            processes.start_detached(
+                [*command, "--no-access-log", "--log-level", "warning"],
+                pid_file=pids[app],
+                log_file=pids[app].with_suffix(".log"),
+                markers=[f"bench.bare_query:{app}"],
+                env={**os.environ, "REDIS_URL": redis_url},
+            )
         urls = {
             "bare": f"http://127.0.0.1:{BARE_PORT}",
+            "floor": f"http://127.0.0.1:{FLOOR_PORT}",
             "ours": f"http://127.0.0.1:{QUERY_PORT}",
         }
         for url in urls.values():
@@ -113,7 +118,8 @@ def main() -> None:
                 runs[name].append(wrk(url, args.connections, args.seconds, script))
     finally:
         runner.stop_all(runner.started)
-        processes.stop(bare_pid)
+        for pid in pids.values():
+            processes.stop(pid)
     (RESULTS / "query_http.wrk.txt").write_text("\n".join(r.output for rs in runs.values() for r in rs))
 
     def summary(name: str, what: str) -> dict[str, str]:
@@ -127,15 +133,27 @@ def main() -> None:
             "non-2xx": str(sum(r.non_2xx for r in rs)),
         }
 
-    ratio = statistics.median(r.rps for r in runs["ours"]) / statistics.median(r.rps for r in runs["bare"])
+    def ratio(name: str) -> str:
+        median = {n: statistics.median(r.rps for r in rs) for n, rs in runs.items()}
+        return f"{median[name] / median['bare']:.2f}x"
+
     write(
         "query_http",
         [
             summary("bare", "bare Starlette endpoint, same Redis reads (raw)"),
+            summary("floor", "smallest FastAPI route, same read (context: the framework's floor)"),
             summary("ours", "query API GET /accounts/{id}"),
             {
+                "what": "floor / raw",
+                "req/s (median)": ratio("floor"),
+                "req/s (runs)": "",
+                "p50 ms": "",
+                "p99 ms": "",
+                "non-2xx": "",
+            },
+            {
                 "what": "ours / raw",
-                "req/s (median)": f"{ratio:.2f}x",
+                "req/s (median)": ratio("ours"),
                 "req/s (runs)": "",
                 "p50 ms": "",
                 "p99 ms": "",
@@ -145,7 +163,7 @@ def main() -> None:
         [
             f"wrk -t2 -c{args.connections} -d{args.seconds}s, {args.rounds} alternating rounds, "
             f"{ACCOUNTS} accounts; 1 uvicorn worker each; wrk, the API under test and Redis share "
-            "the 2 cores (the other API idles)",
+            "the 2 cores (the other APIs idle; the Kafka broker of the test stack idles too)",
             "targets: >= 0.6x the bare endpoint and >= 5k req/s",
         ],
     )

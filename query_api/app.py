@@ -47,7 +47,11 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis.Redis.from_url(settings.redis_url, max_connections=settings.redis_max_connections)
+        # A blocking pool: under a burst, a request waits for a free connection instead of failing.
+        pool = redis.BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=settings.redis_max_connections, timeout=5
+        )
+        client = redis.Redis(connection_pool=pool)
         app.state.settings = settings
         app.state.metrics = metrics
         app.state.reader = ViewReader(client)
