@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     aggregate = unique("bench")  # private topics: the bench leaves no backlog for the real views
-    ensure_topics(TopicSettings(kafka_bootstrap_servers=bootstrap(), aggregate=aggregate))
+    ensure_topics(TopicSettings(kafka_bootstrap_servers=bootstrap(), aggregates=aggregate))
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap(),
         "COMMAND_API_PORT": str(PORT),

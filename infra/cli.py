@@ -193,7 +193,8 @@ def _print_ready(command_port: int, query_port: int, projector_port: int) -> Non
 [bold green]ready[/bold green]
   command API   {c}   (OpenAPI docs: {c}/docs)
   query API     {q}   (OpenAPI docs: {q}/docs)
-  projector     http://127.0.0.1:{projector_port}/metrics   (Prometheus text)
+  projectors    http://127.0.0.1:{projector_port}/metrics (accounts), :{projector_port + 1} (transfers)
+  views         {q}/views   (generations, checkpoints, lag)
 
 try:
   curl -s -X POST {c}/accounts -H 'content-type: application/json' \\
@@ -201,6 +202,7 @@ try:
   curl -s -X POST {c}/accounts/<account_id>/deposits -H 'content-type: application/json' \\
        -d '{{"amount": 1250}}'
   curl -s {q}/accounts/<account_id>
+  curl -N {q}/accounts/<account_id>/stream      (live updates, server-sent events)
 
 Ctrl-C stops everything this run started.""")
 

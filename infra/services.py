@@ -6,7 +6,7 @@ import os
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra import processes
@@ -18,12 +18,19 @@ class Service:
     name: str
     module: str
     health_url: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # on top of the runner's environment
 
 
 def services(command_port: int = 8001, query_port: int = 8002, projector_port: int = 8011) -> list[Service]:
     return [
         Service("query-api", "query_api.app", f"http://127.0.0.1:{query_port}/healthz"),
         Service("projector", "stream_processors.app", f"http://127.0.0.1:{projector_port}/metrics"),
+        Service(
+            "projector-transfers",
+            "stream_processors.app",
+            f"http://127.0.0.1:{projector_port + 1}/metrics",
+            {"PROJECTOR_VIEW": "transfers", "PROJECTOR_METRICS_PORT": str(projector_port + 1)},
+        ),
         Service("command-processor", "producers.processor"),
         Service("command-api", "producers.api.app", f"http://127.0.0.1:{command_port}/healthz"),
     ]
@@ -52,7 +59,7 @@ class ServiceRunner:
             pid_file=self.pid_file(service),
             log_file=self.log_file(service),
             markers=[f"-m {service.module}"],
-            env=self.env,
+            env={**self.env, **service.env},
         )
         self.started.append(service)
 

@@ -46,7 +46,8 @@ def _wait_visible(admin: AdminClient, names: list[str], timeout_s: float = 30) -
 
 
 def specs(settings: TopicSettings) -> list[TopicSpec]:
-    return aggregate_topics(settings.aggregate, settings.topic_partitions)
+    names = [name.strip() for name in settings.aggregates.split(",") if name.strip()]
+    return [spec for name in names for spec in aggregate_topics(name, settings.topic_partitions)]
 
 
 def ensure_topics(settings: TopicSettings) -> list[TopicReport]:

@@ -20,7 +20,7 @@ from query_api.errors import error_response
 from query_api.metrics import MetricsMiddleware, RequestMetrics
 from query_api.notifications import ChangeNotifications
 from query_api.settings import QueryApiSettings
-from query_api.views import ACCOUNTS, ViewNotReady, ViewReader
+from query_api.views import SERVED_VIEWS, ViewNotReady, ViewReader
 
 
 def _without_null_parameters(document: dict[str, Any]) -> dict[str, Any]:
@@ -55,12 +55,14 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.metrics = metrics
         app.state.reader = ViewReader(client)
-        app.state.notifications = ChangeNotifications(client, ACCOUNTS)
-        await app.state.notifications.start()
+        app.state.notifications = {view: ChangeNotifications(client, view) for view in SERVED_VIEWS}
+        for notifications in app.state.notifications.values():
+            await notifications.start()
         try:
             yield
         finally:
-            await app.state.notifications.close()
+            for notifications in app.state.notifications.values():
+                await notifications.close()
             await client.aclose()
 
     app = FastAPI(
@@ -81,6 +83,7 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
         app.add_exception_handler(exc_type, handler)
 
     handle(errors.AccountNotFound, 404, "account_not_found")
+    handle(errors.TransferNotFound, 404, "transfer_not_found")
     handle(errors.InvalidQuery, 422, "validation_error")
     handle(errors.NotYetApplied, 503, "not_yet_applied", **{"Retry-After": "1"})
     handle(errors.TooManyStreams, 503, "too_many_streams", **{"Retry-After": "5"})

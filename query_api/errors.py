@@ -20,6 +20,11 @@ class AccountNotFound(Exception):
         super().__init__(f"no account {account_id}")
 
 
+class TransferNotFound(Exception):
+    def __init__(self, transfer_id: str) -> None:
+        super().__init__(f"no transfer {transfer_id}")
+
+
 class InvalidQuery(Exception):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(f"{name}: {message}")

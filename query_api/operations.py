@@ -62,8 +62,12 @@ async def metrics(request: Request) -> Response:
     """Prometheus text: requests by route and status, latency histogram, live streams,
     read-your-writes waits, change notifications received."""
     state = request.app.state
-    notifications = state.notifications
+    feeds = state.notifications.values()
+    waits: dict[str, int] = {}
+    for feed in feeds:
+        for outcome, count in feed.waits.items():
+            waits[outcome] = waits.get(outcome, 0) + count
     text = state.metrics.render(
-        streams=notifications.streams, notices=notifications.received, waits=notifications.waits
+        streams=sum(f.streams for f in feeds), notices=sum(f.received for f in feeds), waits=waits
     )
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

@@ -1,18 +1,25 @@
-"""Account query routes: read one view, map absence to 404, versions to ETags."""
+"""Query routes: read one view, map absence to 404, versions to ETags."""
 
 from __future__ import annotations
 
 import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from query_api.errors import AccountNotFound, ErrorBody, InvalidQuery, NotYetApplied, TooManyStreams
+from query_api.errors import (
+    AccountNotFound,
+    ErrorBody,
+    InvalidQuery,
+    NotYetApplied,
+    TooManyStreams,
+    TransferNotFound,
+)
 from query_api.live import account_events
-from query_api.views import ViewReader
+from query_api.views import ACCOUNTS, TRANSFERS, ViewReader
 
 router = APIRouter(tags=["accounts"])
 
@@ -29,12 +36,12 @@ After = Annotated[
 WaitMs = Annotated[int, Query(ge=0, le=10_000, description="longest wait for `after`, in ms")]
 
 
-async def applied(request: Request, after: str | None, wait_ms: int) -> ViewReader:
+async def applied(request: Request, after: str | None, wait_ms: int, view: str = ACCOUNTS) -> ViewReader:
     """The view reader, once the view has applied `after` (a position) if one is given."""
     state = request.app.state
     if after is not None:
         partition, offset = (int(part) for part in after.split("-"))
-        if not await state.notifications.wait(partition, offset, wait_ms / 1000):
+        if not await state.notifications[view].wait(partition, offset, wait_ms / 1000):
             raise NotYetApplied(f"the view has not applied position {after} within {wait_ms} ms")
     reader: ViewReader = state.reader
     return reader
@@ -77,10 +84,56 @@ async def get_account(
     account = await reader.account(account_id)
     if account is None:
         raise AccountNotFound(account_id)
-    etag = f'"{account["version"]}"'
+    return _versioned(account, if_none_match)
+
+
+class TransferView(BaseModel):
+    transfer_id: str
+    from_account_id: str
+    to_account_id: str
+    amount: int
+    status: Literal["requested", "completed", "failed"]
+    reason: str | None = None  # a failure's code, e.g. insufficient_funds
+    detail: str | None = None
+    version: int
+    requested_at: str
+    updated_at: str
+
+
+TransferId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
+@router.get(
+    "/transfers/{transfer_id}",
+    response_model=TransferView,
+    tags=["transfers"],
+    responses={
+        304: {"description": "Not modified"},
+        404: {"model": ErrorBody},
+        422: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
+)
+async def get_transfer(
+    request: Request,
+    transfer_id: TransferId,
+    if_none_match: Annotated[str | None, Header()] = None,
+    after: After = None,
+    wait_ms: WaitMs = 2000,
+) -> Response:
+    """A transfer's accounts, amount and status; `after` is a position in the transfers' log."""
+    reader = await applied(request, after, wait_ms, TRANSFERS)
+    transfer = await reader.transfer(transfer_id)
+    if transfer is None:
+        raise TransferNotFound(transfer_id)
+    return _versioned(transfer, if_none_match)
+
+
+def _versioned(row: dict[str, Any], if_none_match: str | None) -> Response:
+    etag = f'"{row["version"]}"'
     if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=304, headers={"ETag": etag})
-    return Response(orjson.dumps(account), media_type="application/json", headers={"ETag": etag})
+    return Response(orjson.dumps(row), media_type="application/json", headers={"ETag": etag})
 
 
 class TransactionItem(BaseModel):
@@ -208,14 +261,15 @@ async def stream_account(
 ) -> StreamingResponse:
     state = request.app.state
     reader: ViewReader = state.reader
-    if state.notifications.streams >= state.settings.query_api_max_streams:
+    feed = state.notifications[ACCOUNTS]
+    if feed.streams >= state.settings.query_api_max_streams:
         raise TooManyStreams(f"this process already serves {state.settings.query_api_max_streams} streams")
     account = await reader.account(account_id)
     if account is None:
         raise AccountNotFound(account_id)
     events = account_events(
         reader,
-        state.notifications,
+        feed,
         account_id,
         summary=account if last_event_id is None else None,
         after_version=int(last_event_id or 0),

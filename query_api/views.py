@@ -10,7 +10,8 @@ import redis.asyncio as redis
 from redis.exceptions import NoScriptError
 
 ACCOUNTS = "accounts"
-SERVED_VIEWS = (ACCOUNTS,)
+TRANSFERS = "transfers"
+SERVED_VIEWS = (ACCOUNTS, TRANSFERS)
 _INT_FIELDS = ("balance", "overdraft_limit", "version")
 
 
@@ -43,14 +44,18 @@ class ViewReader:
         return f"view:{view}:g{int(generation)}:"
 
     async def account(self, account_id: str) -> dict[str, Any] | None:
-        flat = await self._read_row(
-            f"view:{ACCOUNTS}:current", f"view:{ACCOUNTS}:g", f":account:{account_id}"
-        )
+        row = await self._row(ACCOUNTS, f"account:{account_id}")
+        return None if row is None else _typed(row, _INT_FIELDS)
+
+    async def transfer(self, transfer_id: str) -> dict[str, Any] | None:
+        row = await self._row(TRANSFERS, f"transfer:{transfer_id}")
+        return None if row is None else _typed(row, ("amount", "version"))
+
+    async def _row(self, view: str, key: str) -> dict[Any, Any] | None:
+        flat = await self._read_row(f"view:{view}:current", f"view:{view}:g", f":{key}")
         if flat is None:
-            raise ViewNotReady(f"the {ACCOUNTS} view has no generation yet")
-        if not flat:
-            return None
-        return _account(dict(zip(flat[::2], flat[1::2], strict=True)))
+            raise ViewNotReady(f"the {view} view has no generation yet")
+        return dict(zip(flat[::2], flat[1::2], strict=True)) if flat else None
 
     async def transactions(
         self, account_id: str, after_version: int, limit: int
@@ -99,7 +104,7 @@ class ViewReader:
             for account_id in ids:
                 pipe.hgetall(f"{prefix}account:{account_id}")
             rows = await pipe.execute()
-        return [_account(raw) for raw in rows if raw]
+        return [_typed(raw, _INT_FIELDS) for raw in rows if raw]
 
     async def daily(self, day: str, currency: str) -> dict[str, int]:
         prefix = await self._prefix(ACCOUNTS)
@@ -148,22 +153,23 @@ class ViewReader:
         return items
 
     async def ready(self) -> bool:
-        """Redis answers and the accounts view has a current generation."""
+        """Redis answers and every served view has a current generation."""
         try:
-            return await self.client.get(f"view:{ACCOUNTS}:current") is not None
+            pointers = await self.client.mget([f"view:{view}:current" for view in SERVED_VIEWS])
         except redis.RedisError:
             return False
+        return all(pointer is not None for pointer in pointers)
 
 
 def _num(item: tuple[str, int]) -> int:
     return int(item[0])
 
 
-def _account(raw: dict[Any, Any]) -> dict[str, Any]:
-    account: dict[str, Any] = {_text(k): _text(v) for k, v in raw.items()}
-    for name in _INT_FIELDS:
-        account[name] = int(account[name])
-    return account
+def _typed(raw: dict[Any, Any], int_fields: tuple[str, ...]) -> dict[str, Any]:
+    row: dict[str, Any] = {_text(k): _text(v) for k, v in raw.items()}
+    for name in int_fields:
+        row[name] = int(row[name])
+    return row
 
 
 def _entry(item: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from faust.types import TP
 from schemas.codec import SingleObjectCodec
 from schemas.topics import dead_letters_topic, events_topic
 from stream_processors.metrics import render
-from stream_processors.projections import accounts
+from stream_processors.projections.registry import ViewSpec, view_spec
 from stream_processors.projector import Counters, DeadLetter, Projector, RawRecord
 from stream_processors.settings import ProjectorSettings
 from stream_processors.view_writer import ViewWriter, current_key
@@ -33,9 +33,10 @@ def current_generation(redis_url: str, view: str) -> int:
         client.close()
 
 
-def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
+def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> faust.App:
+    source = settings.aggregate or spec.source
     app = faust.App(
-        f"projector.{settings.aggregate}.{accounts.VIEW}.g{generation}",  # this generation's consumer group
+        f"projector.{source}.{spec.name}.g{generation}",  # this generation's consumer group
         broker=[f"kafka-rc://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
         topic_disable_leader=True,
         web_enabled=True,  # /metrics only
@@ -49,13 +50,13 @@ def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
         broker_heartbeat_interval=max(1.0, settings.projector_session_timeout_s / 5),
     )
     topic = app.topic(
-        events_topic(settings.aggregate),
+        events_topic(source),
         key_serializer="raw",
         value_serializer="raw",
         internal=False,
     )
     dead_letters = app.topic(
-        dead_letters_topic(settings.aggregate), key_serializer="raw", value_serializer="raw", internal=False
+        dead_letters_topic(source), key_serializer="raw", value_serializer="raw", internal=False
     )
 
     async def send_dead_letter(letter: DeadLetter) -> None:
@@ -86,10 +87,10 @@ def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
             value = app.consumer.highwater(TP(topic.get_topic_name(), partition))
             return int(value) if value is not None else None
 
-        text = render(accounts.VIEW, generation, counters, highwater)
+        text = render(spec.name, generation, counters, highwater)
         return web.text(text, content_type="text/plain; version=0.0.4")
 
-    status_writer = ViewWriter(aredis.Redis.from_url(settings.redis_url), accounts.VIEW, generation)
+    status_writer = ViewWriter(aredis.Redis.from_url(settings.redis_url), spec.name, generation)
 
     @app.timer(settings.projector_status_interval_s)  # type: ignore[untyped-decorator]
     async def publish_status() -> None:
@@ -106,13 +107,13 @@ def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
             log.warning("could not publish the view status: %s", exc)
 
     @app.agent(topic, concurrency=1)
-    async def project_accounts(stream: Any) -> None:
+    async def project(stream: Any) -> None:
         client = aredis.Redis.from_url(settings.redis_url)
         projector = Projector(
-            accounts.VIEW,
+            spec.name,
             SingleObjectCodec(),
-            accounts.project,
-            ViewWriter(client, accounts.VIEW, generation),
+            spec.project,
+            ViewWriter(client, spec.name, generation),
             send_dead_letter,
         )
         running["projector"] = projector
@@ -140,8 +141,9 @@ def create_app(settings: ProjectorSettings, generation: int) -> faust.App:
 
 def main() -> None:
     settings = ProjectorSettings()
-    generation = settings.projector_generation or current_generation(settings.redis_url, accounts.VIEW)
-    app = create_app(settings, generation)
+    spec = view_spec(settings.projector_view)
+    generation = settings.projector_generation or current_generation(settings.redis_url, spec.name)
+    app = create_app(settings, spec, generation)
     worker = faust.Worker(app, loglevel=settings.projector_log_level, quiet=True)
     worker.execute_from_commandline()
 

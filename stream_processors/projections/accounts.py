@@ -6,26 +6,18 @@ totals per currency `daily:<date>:<currency>`."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import orjson
 
+from stream_processors.projections.base import UnknownEventType, iso
 from stream_processors.projections.ops import HashSet, MoneyMoved, Op, SetAdd, SortedSetAdd
 
 VIEW = "accounts"
 
 
-class UnknownEventType(ValueError):
-    """This projection has no rule for the event; it goes to the dead letters."""
-
-
 def account_key(account_id: str) -> str:
     return f"account:{account_id}"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def transactions_key(account_id: str) -> str:
@@ -58,7 +50,7 @@ _MONEY = {  # event type -> (sign, transaction type)
 def project(event_type: str, event: dict[str, Any]) -> list[Op]:
     account_id = event["aggregate_id"]
     key = account_key(account_id)
-    occurred = _iso(event["occurred_at"])
+    occurred = iso(event["occurred_at"])
     stamp = {"version": event["version"], "updated_at": occurred}
     if event_type in _MONEY:
         sign, kind = _MONEY[event_type]

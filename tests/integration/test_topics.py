@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 def settings(stack: Stack, aggregate: str, partitions: int) -> TopicSettings:
     return TopicSettings(
         kafka_bootstrap_servers=stack.kafka_bootstrap_servers,
-        aggregate=aggregate,
+        aggregates=aggregate,
         topic_partitions=partitions,
     )
 

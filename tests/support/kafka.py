@@ -35,7 +35,7 @@ class Aggregate:
     def create(cls, bootstrap: str, unique: str, partitions: int = 6) -> Aggregate:
         name = f"acct{unique}"
         ensure_topics(
-            TopicSettings(kafka_bootstrap_servers=bootstrap, aggregate=name, topic_partitions=partitions)
+            TopicSettings(kafka_bootstrap_servers=bootstrap, aggregates=name, topic_partitions=partitions)
         )
         return cls(name, bootstrap, partitions)
 

@@ -22,11 +22,13 @@ codec = SingleObjectCodec()
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def event(name: str, account: str, version: int, **payload: Any) -> dict[str, Any]:
+def event(
+    name: str, account: str, version: int, aggregate_type: str = "account", **payload: Any
+) -> dict[str, Any]:
     command_id = f"cmd-{account}-{version}"
     return {
         "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, command_id)),
-        "aggregate_type": "account",
+        "aggregate_type": aggregate_type,
         "aggregate_id": account,
         "version": version,
         "event_type": name,
@@ -41,8 +43,8 @@ def event(name: str, account: str, version: int, **payload: Any) -> dict[str, An
 class EventLog:
     """Appends events (or raw bytes) to events.<aggregate> in transactions, as the command side does."""
 
-    def __init__(self, aggregate: Aggregate) -> None:
-        self.aggregate = aggregate
+    def __init__(self, aggregate: Aggregate, aggregate_type: str = "account") -> None:
+        self.aggregate, self.aggregate_type = aggregate, aggregate_type
         self.producer = Producer(
             {
                 "bootstrap.servers": aggregate.bootstrap,
@@ -58,7 +60,7 @@ class EventLog:
             self.producer.begin_transaction()
             for name, account, payload in records[start : start + per_transaction]:
                 version = self.versions[account] = self.versions.get(account, 0) + 1
-                value = codec.encode(name, event(name, account, version, **payload))
+                value = codec.encode(name, event(name, account, version, self.aggregate_type, **payload))
                 self._produce(account, event_key(account, version), value)
             self.producer.commit_transaction()
 

@@ -31,6 +31,9 @@ def test_every_service_of_make_run_is_in_compose_with_the_same_entry_point() -> 
     for service in services():
         spec = COMPOSE["services"][service.name]
         assert spec["command"] == ["python", "-m", service.module]
+        for name, value in service.env.items():
+            if not name.endswith("_PORT"):  # ports differ (local: one host; compose: one per container)
+                assert spec["environment"][name] == value, (service.name, name)
         assert importlib.util.find_spec(service.module) is not None
 
 

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from stream_processors.projections.base import UnknownEventType
+from stream_processors.projections.ops import HashSet
+from stream_processors.projections.registry import view_spec
+from stream_processors.projections.transfers import project
+
+AT = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+STAMP = "2026-01-02T03:04:05.678Z"
+BASE = {"aggregate_id": "t-1", "occurred_at": AT}
+
+
+def test_a_transfer_is_requested_then_completed_or_failed() -> None:
+    requested = project(
+        "TransferRequested", {**BASE, "version": 1, "from_account_id": "a", "to_account_id": "b", "amount": 5}
+    )
+    assert requested == [
+        HashSet("transfer:t-1", {
+            "transfer_id": "t-1", "from_account_id": "a", "to_account_id": "b", "amount": 5,
+            "status": "requested", "requested_at": STAMP, "version": 1, "updated_at": STAMP,
+        })
+    ]  # fmt: skip
+    assert project("TransferCompleted", {**BASE, "version": 2}) == [
+        HashSet("transfer:t-1", {"status": "completed", "version": 2, "updated_at": STAMP})
+    ]
+    failed = {"reason": "insufficient_funds", "detail": "a has 3"}
+    assert project("TransferFailed", {**BASE, "version": 2, **failed}) == [
+        HashSet("transfer:t-1", {"status": "failed", **failed, "version": 2, "updated_at": STAMP})
+    ]
+
+
+def test_an_account_event_is_not_a_transfer_event() -> None:
+    with pytest.raises(UnknownEventType):
+        project("MoneyDeposited", {**BASE, "version": 1})
+
+
+def test_the_registry_names_each_view_and_its_source() -> None:
+    assert (view_spec("transfers").source, view_spec("accounts").source) == ("transfer", "account")
+    with pytest.raises(ValueError, match="the views are accounts, transfers"):
+        view_spec("nope")
