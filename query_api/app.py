@@ -20,7 +20,7 @@ from query_api.errors import error_response
 from query_api.metrics import MetricsMiddleware, RequestMetrics
 from query_api.notifications import ChangeNotifications
 from query_api.settings import QueryApiSettings
-from query_api.views import SERVED_VIEWS, ViewNotReady, ViewReader
+from query_api.views import SERVED_VIEWS, ViewNotReady, ViewReader, ViewRebuilding
 
 
 def _without_null_parameters(document: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +88,7 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
     handle(errors.NotYetApplied, 503, "not_yet_applied", **{"Retry-After": "1"})
     handle(errors.TooManyStreams, 503, "too_many_streams", **{"Retry-After": "5"})
     handle(ViewNotReady, 503, "view_not_ready", **{"Retry-After": "1"})
+    handle(ViewRebuilding, 503, "view_rebuilding", **{"Retry-After": "2"})
     handle(RedisConnectionError, 503, "redis_unavailable", **{"Retry-After": "1"})
     handle(RedisTimeoutError, 503, "redis_unavailable", **{"Retry-After": "1"})
 

@@ -20,6 +20,7 @@ class ViewGeneration(BaseModel):
     generation: int
     current_generation: int | None
     state: Literal["live", "rebuilding", "retired"]
+    reason: str  # why it was built (first build, a rebuild, Redis lost the view)
     checkpoints: dict[str, int]  # partition -> offset of the last applied event
     lag: dict[str, int]  # partition -> records not fetched yet, as the projector last reported
     lag_total: int
@@ -42,7 +43,10 @@ async def readyz(request: Request) -> JSONResponse:
     if await request.app.state.reader.ready():
         return JSONResponse({"status": "ready"})
     return error_response(
-        503, "not_ready", "Redis does not answer or no view generation exists yet", **{"Retry-After": "1"}
+        503,
+        "not_ready",
+        "Redis does not answer, or a view has no generation yet or is being rebuilt",
+        **{"Retry-After": "1"},
     )
 
 

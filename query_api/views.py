@@ -23,25 +23,51 @@ class ViewNotReady(Exception):
     """The view has no current generation yet (no projector has run)."""
 
 
-# The generation pointer and the row in one round trip (the hot read): returns false when the view
-# has no generation yet, else the row's fields (empty when there is no such row).
+class ViewRebuilding(Exception):
+    """The current generation is being built from the log (first start, or Redis lost the view):
+    answering from it would serve partial data."""
+
+
+# The generation pointer, its state and the row in one round trip (the hot read). Returns
+# {'none'} without a generation, {'rebuilding'} while it is built, else {'ok', generation,
+# field, value, ...} (no fields when there is no such row; ARGV[2] = '' reads no row).
 _READ_ROW = """
 local generation = redis.call('GET', KEYS[1])
-if not generation then return false end
-return redis.call('HGETALL', ARGV[1] .. generation .. ARGV[2])
+if not generation then return {'none'} end
+if redis.call('HGET', ARGV[1] .. generation .. ':meta', 'state') == 'rebuilding' then
+  return {'rebuilding'}
+end
+local row = {}
+if ARGV[2] ~= '' then row = redis.call('HGETALL', ARGV[1] .. generation .. ARGV[2]) end
+table.insert(row, 1, generation)
+table.insert(row, 1, 'ok')
+return row
 """
+_READ_ROW_SHA = hashlib.sha1(_READ_ROW.encode()).hexdigest()
 
 
 class ViewReader:
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
-        self._read_row_sha = hashlib.sha1(_READ_ROW.encode()).hexdigest()
+
+    async def _generation_and_row(self, view: str, key: str) -> tuple[int, dict[Any, Any]]:
+        args = (f"view:{view}:current", f"view:{view}:g", f":{key}" if key else "")
+        # EVALSHA directly: redis-py's Script object spends ~10 % of a read in isinstance checks.
+        try:
+            reply = await self.client.evalsha(_READ_ROW_SHA, 1, *args)
+        except NoScriptError:  # a new or flushed server: load it once
+            await self.client.script_load(_READ_ROW)
+            reply = await self.client.evalsha(_READ_ROW_SHA, 1, *args)
+        status = _text(reply[0])
+        if status == "none":
+            raise ViewNotReady(f"the {view} view has no generation yet")
+        if status == "rebuilding":
+            raise ViewRebuilding(f"the {view} view is being rebuilt from the log; it answers when caught up")
+        return int(reply[1]), dict(zip(reply[2::2], reply[3::2], strict=True))
 
     async def _prefix(self, view: str) -> str:
-        generation = await self.client.get(f"view:{view}:current")
-        if generation is None:
-            raise ViewNotReady(f"the {view} view has no generation yet")
-        return f"view:{view}:g{int(generation)}:"
+        generation, _ = await self._generation_and_row(view, "")
+        return f"view:{view}:g{generation}:"
 
     async def account(self, account_id: str) -> dict[str, Any] | None:
         row = await self._row(ACCOUNTS, f"account:{account_id}")
@@ -52,10 +78,8 @@ class ViewReader:
         return None if row is None else _typed(row, ("amount", "version"))
 
     async def _row(self, view: str, key: str) -> dict[Any, Any] | None:
-        flat = await self._read_row(f"view:{view}:current", f"view:{view}:g", f":{key}")
-        if flat is None:
-            raise ViewNotReady(f"the {view} view has no generation yet")
-        return dict(zip(flat[::2], flat[1::2], strict=True)) if flat else None
+        _, row = await self._generation_and_row(view, key)
+        return row or None
 
     async def transactions(
         self, account_id: str, after_version: int, limit: int
@@ -72,14 +96,6 @@ class ViewReader:
         if not exists:
             return None
         return [_entry(orjson.loads(m)) for m in members]
-
-    async def _read_row(self, pointer: str, prefix: str, suffix: str) -> list[bytes] | None:
-        # EVALSHA directly: redis-py's Script object spends ~10 % of a read in isinstance checks.
-        try:
-            return await self.client.evalsha(self._read_row_sha, 1, pointer, prefix, suffix)  # type: ignore[no-any-return]
-        except NoScriptError:  # a new or flushed server: load it once
-            await self.client.script_load(_READ_ROW)
-            return await self.client.evalsha(self._read_row_sha, 1, pointer, prefix, suffix)  # type: ignore[no-any-return]
 
     async def changes(self, account_id: str, after_version: int, limit: int = 500) -> list[dict[str, Any]]:
         """Every change of the account with a version above `after_version`, in version order and
@@ -123,25 +139,24 @@ class ViewReader:
             for generation in ordered:
                 pipe.hgetall(f"view:{view}:g{generation}:checkpoints")
                 pipe.hgetall(f"view:{view}:g{generation}:status")
+                pipe.hgetall(f"view:{view}:g{generation}:meta")
             rows = await pipe.execute()
         items = []
-        for generation, checkpoints, status in zip(ordered, rows[::2], rows[1::2], strict=True):
+        for generation, checkpoints, status, meta in zip(
+            ordered, rows[::3], rows[1::3], rows[2::3], strict=True
+        ):
             fields = {_text(k): int(v) for k, v in status.items()}
             lag = {name[4:]: value for name, value in fields.items() if name.startswith("lag:")}
             seen = fields.get("updated_at_ms")
-            state = (
-                "live"
-                if generation == current
-                else "rebuilding"
-                if (current or 0) < generation
-                else "retired"
-            )
+            about = {_text(k): _text(v) for k, v in meta.items()}
+            state = about.get("state") or ("live" if generation == current else "retired")
             items.append(
                 {
                     "name": view,
                     "generation": generation,
                     "current_generation": current,
                     "state": state,
+                    "reason": about.get("reason", ""),
                     "checkpoints": dict(
                         sorted(((_text(k), int(v)) for k, v in checkpoints.items()), key=_num)
                     ),
@@ -153,12 +168,13 @@ class ViewReader:
         return items
 
     async def ready(self) -> bool:
-        """Redis answers and every served view has a current generation."""
+        """Redis answers and every served view has a current generation that is not being rebuilt."""
         try:
-            pointers = await self.client.mget([f"view:{view}:current" for view in SERVED_VIEWS])
-        except redis.RedisError:
+            for view in SERVED_VIEWS:
+                await self._generation_and_row(view, "")
+        except (redis.RedisError, ViewNotReady, ViewRebuilding):
             return False
-        return all(pointer is not None for pointer in pointers)
+        return True
 
 
 def _num(item: tuple[str, int]) -> int:

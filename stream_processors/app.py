@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from typing import Any
 
 import faust
-import redis
 import redis.asyncio as aredis
 from faust.types import TP
 
@@ -17,26 +17,26 @@ from schemas.topics import dead_letters_topic, events_topic
 from stream_processors.metrics import render
 from stream_processors.projections.registry import ViewSpec, view_spec
 from stream_processors.projector import Counters, DeadLetter, Projector, RawRecord
+from stream_processors.recovery import ensure_generation, group_id
 from stream_processors.settings import ProjectorSettings
-from stream_processors.view_writer import ViewWriter, current_key
+from stream_processors.view_writer import ViewWriter
 
 log = logging.getLogger(__name__)
 
 
-def current_generation(redis_url: str, view: str) -> int:
-    """The generation queries read; the first start creates generation 1."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        client.set(current_key(view), 1, nx=True)
-        return int(client.get(current_key(view)))  # type: ignore[arg-type]
-    finally:
-        client.close()
+def restart_into_current(reason: str) -> None:
+    """Replaces this process with a fresh start of itself (same pid, so pid files stay right),
+    which picks the current generation, building one first if the view's state is gone."""
+    log.warning("%s: restarting to follow the current generation", reason)
+    logging.shutdown()
+    os.execv(sys.executable, [sys.executable, "-m", "stream_processors.app"])
 
 
 def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> faust.App:
     source = settings.aggregate or spec.source
+    following = settings.projector_generation is None
     app = faust.App(
-        f"projector.{source}.{spec.name}.g{generation}",  # this generation's consumer group
+        group_id(source, spec.name, generation),  # this generation's consumer group
         broker=[f"kafka-rc://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
         topic_disable_leader=True,
         web_enabled=True,  # /metrics only
@@ -103,8 +103,21 @@ def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> 
                 if high is not None and position is not None:
                     lags[tp.partition] = max(0, int(high) - int(position))
             await status_writer.publish_status(lags, int(time.time() * 1000))
+            if following:
+                await follow_current()
         except Exception as exc:  # a status is informative; never stop projecting for it
             log.warning("could not publish the view status: %s", exc)
+
+    async def follow_current() -> None:
+        """A following projector writes the current generation: when `current` moves (a rebuild
+        flipped it, or Redis lost the view) it restarts into it; a generation being rebuilt goes
+        live once its checkpoints reach its targets."""
+        state = await status_writer.generation_state()
+        if state.current != generation or state.meta_state is None:
+            restart_into_current(f"generation {generation} of {spec.name} is no longer current ({state})")
+        if state.meta_state == "rebuilding" and state.caught_up:
+            await status_writer.go_live()
+            log.info("generation %d of %s caught up with the log: live", generation, spec.name)
 
     @app.agent(topic, concurrency=1)
     async def project(stream: Any) -> None:
@@ -142,7 +155,9 @@ def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> 
 def main() -> None:
     settings = ProjectorSettings()
     spec = view_spec(settings.projector_view)
-    generation = settings.projector_generation or current_generation(settings.redis_url, spec.name)
+    generation = settings.projector_generation or ensure_generation(
+        settings.redis_url, settings.kafka_bootstrap_servers, spec.name, settings.aggregate or spec.source
+    )
     app = create_app(settings, spec, generation)
     worker = faust.Worker(app, loglevel=settings.projector_log_level, quiet=True)
     worker.execute_from_commandline()

@@ -45,6 +45,13 @@ class ProjectedEvent:
     version: int | None = None
 
 
+@dataclass(frozen=True)
+class GenerationState:
+    current: int | None  # the view's current generation
+    meta_state: str | None  # this generation's state; None when its metadata is gone
+    caught_up: bool  # its checkpoints have reached its targets
+
+
 def current_key(view: str) -> str:
     return f"view:{view}:current"
 
@@ -55,11 +62,6 @@ def changes_channel_prefix(view: str) -> str:
 
 def generation_prefix(view: str, generation: int) -> str:
     return f"view:{view}:g{generation}:"
-
-
-def generations_key(view: str) -> str:
-    """The set of the view's generations that exist in Redis (live or being built)."""
-    return f"view:{view}:generations"
 
 
 class ViewWriter:
@@ -124,11 +126,28 @@ class ViewWriter:
         """The projector's heartbeat for `/views` and the operator CLI: per-partition lag (records
         of the source partition not fetched yet) and when it was measured."""
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.sadd(generations_key(self.view), self.generation)
             mapping: dict[str | bytes, int] = {f"lag:{p}": lag for p, lag in lags.items()}
             mapping["updated_at_ms"] = now_ms
             pipe.hset(f"{self.prefix}status", mapping=mapping)  # type: ignore[arg-type]
             await pipe.execute()
+
+    async def generation_state(self) -> GenerationState:
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.get(current_key(self.view))
+            pipe.hgetall(f"{self.prefix}meta")
+            pipe.hgetall(self.checkpoints)
+            current, meta, checkpoints = await pipe.execute()
+        fields = {k.decode(): v.decode() for k, v in meta.items()}
+        done = {int(k): int(v) for k, v in checkpoints.items()}
+        targets = {int(k[7:]): int(v) for k, v in fields.items() if k.startswith("target:")}
+        return GenerationState(
+            current=int(current) if current is not None else None,
+            meta_state=fields.get("state"),
+            caught_up=all(done.get(p, -1) >= offset for p, offset in targets.items()),
+        )
+
+    async def go_live(self) -> None:
+        await self.client.hset(f"{self.prefix}meta", "state", "live")
 
     async def _queue(self, pipe: redis.client.Pipeline, op: Op) -> None:
         match op:

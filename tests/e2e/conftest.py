@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -31,6 +32,14 @@ class Services:
         self.runner.wait_healthy(service)
 
 
+def wait_ready(queries: httpx.Client, within_s: float = 180) -> None:
+    """Views are built (or rebuilt) from the log on a first start; queries answer once caught up."""
+    deadline = time.monotonic() + within_s
+    while (response := queries.get("/readyz")).status_code != 200:
+        assert time.monotonic() < deadline, f"the query API never became ready: {response.text}"
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def running(stack: Stack) -> Iterator[Services]:
     env = {
@@ -49,6 +58,7 @@ def running(stack: Stack) -> Iterator[Services]:
             httpx.Client(base_url=f"http://127.0.0.1:{COMMAND_PORT}", timeout=15) as commands,
             httpx.Client(base_url=f"http://127.0.0.1:{QUERY_PORT}", timeout=5) as queries,
         ):
+            wait_ready(queries)
             yield Services(commands, queries, runner)
     finally:
         runner.stop_all(runner.started)

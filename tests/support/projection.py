@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import time
@@ -16,6 +15,7 @@ from confluent_kafka import Producer
 
 from schemas.codec import SingleObjectCodec
 from schemas.keys import event_key, partition_for
+from stream_processors.generations import Generations
 from tests.support.kafka import Aggregate, ChildProcess, read_topic
 
 codec = SingleObjectCodec()
@@ -150,22 +150,5 @@ def wait_caught_up(
 
 
 def digest(redis_url: str, generation: int, view: str = "accounts") -> tuple[str, int]:
-    """sha256 over every key of a view generation (generation stripped) and its hash fields."""
-    client = redis.Redis.from_url(redis_url)
-    prefix = f"view:{view}:g{generation}:"
-    keys = sorted(k.decode() for k in client.scan_iter(match=f"{prefix}*", count=1000))
-    sha = hashlib.sha256()
-    for key in keys:
-        sha.update(key[len(prefix) :].encode())
-        kind = client.type(key)
-        if kind == b"hash":
-            items = sorted(client.hgetall(key).items())
-        elif kind == b"zset":
-            items = [(m, str(s).encode()) for m, s in client.zrange(key, 0, -1, withscores=True)]
-        elif kind == b"set":
-            items = [(m, b"") for m in sorted(client.smembers(key))]
-        else:
-            raise AssertionError(f"{key} has unexpected type {kind!r}")
-        for field, value in items:
-            sha.update(b"\0" + field + b"=" + value)
-    return sha.hexdigest(), len(keys)
+    """sha256 over every data key of a view generation (bookkeeping left out), and the key count."""
+    return Generations(redis.Redis.from_url(redis_url), view).digest(generation)

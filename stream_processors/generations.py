@@ -1,0 +1,195 @@
+"""A view's generations in Redis: which one is current, each one's state and bookkeeping, the atomic
+flip from one to the next, removing a retired one, and a digest of a generation's data.
+
+Keys (all under `view:<view>:`):
+- `current` -> N: the generation queries read and following projectors write;
+- `generations`: the set of generations that exist;
+- `g<N>:meta`: state (`rebuilding` | `live` | `retired`), why it was made, when, and its targets
+  (`target:<partition>` = the last event it must apply before it can serve);
+- `g<N>:checkpoints`, `g<N>:status`: written by the projector (last applied offset, heartbeat);
+- everything else under `g<N>:` is the view's data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.exceptions import WatchError
+
+BOOKKEEPING = ("checkpoints", "status", "meta", "deadletters:replayed")
+
+
+def _int_map(raw: Mapping[bytes, bytes], prefix: str = "") -> dict[int, int]:
+    out = {}
+    for key, value in raw.items():
+        name = key.decode()
+        if name.startswith(prefix) and name[len(prefix) :].isdigit():
+            out[int(name[len(prefix) :])] = int(value)
+    return out
+
+
+@dataclass(frozen=True)
+class GenerationInfo:
+    generation: int
+    state: str  # rebuilding | live | retired | unknown (no meta: made before generations had one)
+    reason: str
+    created_at_ms: int | None
+    targets: dict[int, int]
+    checkpoints: dict[int, int]
+
+    def behind(self) -> dict[int, int]:
+        """Events per partition still to apply before the targets are reached."""
+        return {
+            p: target - self.checkpoints.get(p, -1)
+            for p, target in self.targets.items()
+            if self.checkpoints.get(p, -1) < target
+        }
+
+
+class Generations:
+    def __init__(self, client: redis.Redis, view: str) -> None:
+        self.client: Any = client  # redis-py's sync types are unions with its async ones
+        self.view = view
+
+    def key(self, name: str) -> str:
+        return f"view:{self.view}:{name}"
+
+    def gkey(self, generation: int, name: str) -> str:
+        return f"view:{self.view}:g{generation}:{name}"
+
+    def current(self) -> int | None:
+        raw = self.client.get(self.key("current"))
+        return int(raw) if raw is not None else None
+
+    def known(self) -> list[int]:
+        members = self.client.smembers(self.key("generations"))
+        current = self.current()
+        return sorted({int(m) for m in members} | ({current} if current is not None else set()))
+
+    def info(self, generation: int) -> GenerationInfo:
+        raw_meta = self.client.hgetall(self.gkey(generation, "meta"))
+        meta = {k.decode(): v.decode() for k, v in raw_meta.items()}
+        return GenerationInfo(
+            generation=generation,
+            state=meta.get("state", "unknown"),
+            reason=meta.get("reason", ""),
+            created_at_ms=int(meta["created_at_ms"]) if "created_at_ms" in meta else None,
+            targets=_int_map(raw_meta, "target:"),
+            checkpoints=self.checkpoints(generation),
+        )
+
+    def has_meta(self, generation: int) -> bool:
+        return bool(self.client.exists(self.gkey(generation, "meta")))
+
+    def checkpoints(self, generation: int) -> dict[int, int]:
+        return _int_map(self.client.hgetall(self.gkey(generation, "checkpoints")))
+
+    def create(
+        self, generation: int, *, reason: str, targets: Mapping[int, int], from_time: str = ""
+    ) -> None:
+        """Registers a generation being built, with the events it must reach before it may serve."""
+        with self.client.pipeline(transaction=True) as pipe:
+            pipe.delete(self.gkey(generation, "meta"))
+            mapping: dict[str, str | int] = {
+                "state": "rebuilding",
+                "reason": reason,
+                "created_at_ms": int(time.time() * 1000),
+                "from_time": from_time,
+            }
+            mapping.update({f"target:{p}": o for p, o in targets.items()})
+            pipe.hset(self.gkey(generation, "meta"), mapping=mapping)
+            pipe.sadd(self.key("generations"), generation)
+            pipe.execute()
+
+    def set_state(self, generation: int, state: str) -> None:
+        self.client.hset(self.gkey(generation, "meta"), "state", state)
+
+    def adopt(self, generation: int, expected_current: int | None) -> bool:
+        """Makes a generation being rebuilt from scratch the current one (queries answer 503 until
+        it is live), unless another process changed `current` meanwhile."""
+        with self.client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(self.key("current"))
+                raw = pipe.get(self.key("current"))
+                if (int(raw) if raw is not None else None) != expected_current:
+                    return False
+                pipe.multi()
+                pipe.set(self.key("current"), generation)
+                pipe.execute()
+                return True
+            except WatchError:
+                return False
+
+    def flip(self, new: int) -> bool:
+        """Atomically makes `new` current, only if it has applied at least what the current one
+        has on every partition: a reader never sees a value older than one it saw before. False
+        when it is still behind (try again later)."""
+        while True:
+            with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    pipe.watch(self.key("current"))
+                    raw = pipe.get(self.key("current"))
+                    old = int(raw) if raw is not None else None
+                    if old == new:
+                        return True
+                    if old is not None:
+                        pipe.watch(self.gkey(old, "checkpoints"), self.gkey(new, "checkpoints"))
+                        served = _int_map(pipe.hgetall(self.gkey(old, "checkpoints")))
+                        built = _int_map(pipe.hgetall(self.gkey(new, "checkpoints")))
+                        if any(built.get(p, -1) < offset for p, offset in served.items()):
+                            return False
+                    pipe.multi()
+                    pipe.set(self.key("current"), new)
+                    pipe.hset(self.gkey(new, "meta"), "state", "live")
+                    if old is not None:
+                        pipe.hset(self.gkey(old, "meta"), "state", "retired")
+                    pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+
+    def drop(self, generation: int, batch: int = 1000) -> int:
+        """Removes every key of a generation (never the current one). Returns how many."""
+        if self.current() == generation:
+            raise ValueError(f"generation {generation} of {self.view} is current; flip first")
+        removed = 0
+        keys: list[bytes] = []
+        for key in self.client.scan_iter(match=f"view:{self.view}:g{generation}:*", count=batch):
+            keys.append(key)
+            if len(keys) >= batch:
+                removed += int(self.client.unlink(*keys))
+                keys = []
+        if keys:
+            removed += int(self.client.unlink(*keys))
+        self.client.srem(self.key("generations"), generation)
+        return removed
+
+    def digest(self, generation: int) -> tuple[str, int]:
+        """sha256 over every data key of a generation (generation stripped from the name) and its
+        content, type-aware; bookkeeping (checkpoints, status, meta) is left out."""
+        prefix = f"view:{self.view}:g{generation}:"
+        keys = sorted(
+            name
+            for name in (k.decode() for k in self.client.scan_iter(match=f"{prefix}*", count=1000))
+            if name[len(prefix) :] not in BOOKKEEPING
+        )
+        sha = hashlib.sha256()
+        for key in keys:
+            sha.update(key[len(prefix) :].encode())
+            kind = self.client.type(key)
+            if kind == b"hash":
+                items = sorted(self.client.hgetall(key).items())
+            elif kind == b"zset":
+                items = [(m, str(s).encode()) for m, s in self.client.zrange(key, 0, -1, withscores=True)]
+            elif kind == b"set":
+                items = [(m, b"") for m in sorted(self.client.smembers(key))]
+            else:
+                raise ValueError(f"{key} has unexpected type {kind!r}")
+            for field, value in items:
+                sha.update(b"\0" + field + b"=" + value)
+        return sha.hexdigest(), len(keys)

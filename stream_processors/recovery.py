@@ -1,0 +1,93 @@
+"""Which generation a following projector writes, and building a new one from the start of the log
+when the view's state is missing from Redis: on the first start, or after Redis was flushed or
+replaced. Queries answer 503 (`view_rebuilding`) until the new generation has caught up, so a
+partial view is never served."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import redis
+
+from schemas.topics import events_topic
+from stream_processors.generations import Generations
+from stream_processors.log_admin import LogAdmin
+
+log = logging.getLogger(__name__)
+
+
+def group_id(source: str, view: str, generation: int) -> str:
+    """The consumer group of one generation of a view."""
+    return f"projector.{source}.{view}.g{generation}"
+
+
+def used_generations(admin: LogAdmin, source: str, view: str) -> list[int]:
+    """Generations that have a consumer group in Kafka (what survives a loss of Redis)."""
+    prefix = group_id(source, view, 0)[:-1]
+    groups = admin.admin.list_consumer_groups(request_timeout=15).result().valid
+    return sorted(
+        int(g.group_id[len(prefix) :])
+        for g in groups
+        if g.group_id.startswith(prefix) and g.group_id[len(prefix) :].isdigit()
+    )
+
+
+def start_generation(
+    gens: Generations,
+    admin: LogAdmin,
+    source: str,
+    generation: int,
+    reason: str,
+    from_offsets: dict[int, int],
+) -> None:
+    """A new generation's consumer group starts at `from_offsets`; it must reach the log's current
+    last events before it may serve."""
+    topic = events_topic(source)
+    admin.set_offsets(group_id(source, gens.view, generation), topic, from_offsets)
+    gens.create(generation, reason=reason, targets=admin.last_event_offsets(topic))
+
+
+def ensure_generation(redis_url: str, bootstrap: str, view: str, source: str) -> int:
+    """The current generation when it is intact, else a new one built from the earliest offsets."""
+    client = redis.Redis.from_url(redis_url)
+    gens = Generations(client, view)
+    lock = f"view:{view}:recovery"
+    try:
+        while True:
+            try:
+                current = gens.current()
+                if current is not None and gens.has_meta(current):
+                    return current
+                if not client.set(lock, os.getpid(), nx=True, ex=120):
+                    time.sleep(0.5)  # another projector of this view is building it
+                    continue
+            except redis.ConnectionError as exc:
+                log.warning("Redis unavailable (%s); retrying", exc)
+                time.sleep(1)
+                continue
+            try:
+                admin = LogAdmin(bootstrap)
+                used = used_generations(admin, source, view)
+                new = max([current or 0, *used]) + 1
+                if current is None and not used:
+                    reason = "first build"
+                elif current is None:
+                    reason = "view state missing from Redis (flushed or replaced); rebuilt from the log"
+                else:
+                    reason = f"generation {current} has no metadata (lost, or made by an older version)"
+                log.warning(
+                    "%s view: %s -> building generation %d from the earliest offsets", view, reason, new
+                )
+                lows = {p: low for p, (low, _) in admin.watermarks(events_topic(source)).items()}
+                start_generation(gens, admin, source, new, reason, lows)
+                gens.adopt(new, current)
+                for stale in gens.known():  # partial leftovers of the lost state
+                    if stale != new and not gens.has_meta(stale):
+                        gens.drop(stale)
+                return new
+            finally:
+                client.delete(lock)
+    finally:
+        client.close()
