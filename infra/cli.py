@@ -1,4 +1,5 @@
-"""`cqrs`: the one operator entry point (local stack, topics, running everything)."""
+"""`cqrs`: the one operator entry point (local stack, topics, running everything, and operating the
+read side: views, offsets, dead letters)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from rich.table import Table
 
 from infra import stack as local_stack
 from infra.kafka_broker import StackError
+from infra.operations_cli import dlq_app, offsets_app, views_app
 from infra.services import ServiceRunner, services
 from infra.settings import StackSettings, TopicSettings
 from infra.topics import TopicMismatch, ensure_topics
@@ -32,6 +34,9 @@ schemas_app = typer.Typer(help="The Avro schemas of the event contract.", no_arg
 app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(views_app, name="views")
+app.add_typer(offsets_app, name="offsets")
+app.add_typer(dlq_app, name="dlq")
 console = Console(soft_wrap=True)
 
 

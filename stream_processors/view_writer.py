@@ -105,6 +105,25 @@ class ViewWriter:
                 except WatchError:
                     continue
 
+    async def apply_once(self, marker: str, ops: Sequence[Op]) -> bool:
+        """Applies ops unless `marker` was applied before (re-driven dead letters: their offsets
+        are already behind the checkpoint). False when it had been applied."""
+        replayed = f"{self.prefix}deadletters:replayed"
+        while True:
+            async with self.client.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(replayed)
+                    if await pipe.sismember(replayed, marker):
+                        return False
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    for op in ops:
+                        await self._queue(pipe, op)
+                    pipe.sadd(replayed, marker)
+                    await pipe.execute()
+                    return True
+                except WatchError:
+                    continue
+
     async def notify(self, applied: Sequence[ProjectedEvent]) -> None:
         """After a committed batch: one message per changed row on `<view key>:changed:<subject>`,
         carrying the row's newest version and the event's coordinates (for live updates)."""
