@@ -92,6 +92,19 @@ def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> 
 
     status_writer = ViewWriter(aredis.Redis.from_url(settings.redis_url), spec.name, generation)
 
+    async def after_checkpoints(assigned: set[TP]) -> dict[TP, int]:
+        """Read on after the view's checkpoints: everything up to them is applied (see
+        read_committed.py for why faust's committed offsets are not used)."""
+        ours = sorted(
+            (tp for tp in assigned if tp.topic == topic.get_topic_name()), key=lambda tp: tp.partition
+        )
+        if not ours:
+            return {}
+        done = await status_writer.client.hmget(status_writer.checkpoints, [str(tp.partition) for tp in ours])
+        return {tp: int(cp) + 1 for tp, cp in zip(ours, done, strict=True) if cp is not None}
+
+    app.resume_positions = after_checkpoints  # type: ignore[attr-defined]
+
     @app.timer(settings.projector_status_interval_s)  # type: ignore[untyped-decorator]
     async def publish_status() -> None:
         try:

@@ -5,22 +5,48 @@ partition, deleting a group. Used by the rebuild, the operator CLI and the proje
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     ConsumerGroupTopicPartitions,
     IsolationLevel,
+    KafkaError,
+    KafkaException,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
+T = TypeVar("T")
 TIMEOUT_S = 15
 _EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
 _LATEST = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+
+
+_SETTLING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError._TIMED_OUT,
+}
+
+
+def retrying(call: Callable[[], T], timeout_s: float = 60) -> T:
+    """Group operations fail while a fresh cluster creates __consumer_offsets or a coordinator
+    moves; those errors are retried for a while, others raised at once."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if error is None or error.code() not in _SETTLING or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 class GroupHasMembers(Exception):
@@ -45,24 +71,35 @@ class LogAdmin:
         return sorted(metadata.partitions)
 
     def members(self, group: str) -> list[Member]:
-        [future] = self.admin.describe_consumer_groups([group], request_timeout=TIMEOUT_S).values()
-        description = future.result()
-        return [Member(m.client_id, m.host) for m in description.members]
+        def describe() -> list[Member]:
+            [future] = self.admin.describe_consumer_groups([group], request_timeout=TIMEOUT_S).values()
+            description: Any = future.result()
+            return [Member(m.client_id, m.host) for m in description.members]
+
+        return retrying(describe)
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         """The group's committed offset per partition of the topic (partitions never committed: absent)."""
         request = [
             ConsumerGroupTopicPartitions(group, [TopicPartition(topic, p) for p in self.partitions(topic)])
         ]
-        [future] = self.admin.list_consumer_group_offsets(request, request_timeout=TIMEOUT_S).values()
-        return {tp.partition: tp.offset for tp in future.result().topic_partitions if tp.offset >= 0}
+
+        def committed() -> dict[int, int]:
+            [future] = self.admin.list_consumer_group_offsets(request, request_timeout=TIMEOUT_S).values()
+            return {tp.partition: tp.offset for tp in future.result().topic_partitions if tp.offset >= 0}
+
+        return retrying(committed)
 
     def topics_of(self, group: str) -> list[str]:
         """The topics a group has committed offsets for."""
-        [future] = self.admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(group)], request_timeout=TIMEOUT_S
-        ).values()
-        return sorted({tp.topic for tp in future.result().topic_partitions})
+
+        def topics() -> list[str]:
+            [future] = self.admin.list_consumer_group_offsets(
+                [ConsumerGroupTopicPartitions(group)], request_timeout=TIMEOUT_S
+            ).values()
+            return sorted({tp.topic for tp in future.result().topic_partitions})
+
+        return retrying(topics)
 
     def watermarks(self, topic: str) -> dict[int, tuple[int, int]]:
         """(low, end) per partition; the end is the last stable offset (nothing after it is committed)."""
@@ -101,12 +138,19 @@ class LogAdmin:
                 group, [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())]
             )
         ]
-        [future] = self.admin.alter_consumer_group_offsets(request, request_timeout=TIMEOUT_S).values()
-        future.result()
+
+        def alter() -> None:
+            [future] = self.admin.alter_consumer_group_offsets(request, request_timeout=TIMEOUT_S).values()
+            future.result()
+
+        retrying(alter)
 
     def delete_group(self, group: str) -> None:
-        [future] = self.admin.delete_consumer_groups([group], request_timeout=TIMEOUT_S).values()
-        future.result()
+        def delete() -> None:
+            [future] = self.admin.delete_consumer_groups([group], request_timeout=TIMEOUT_S).values()
+            future.result()
+
+        retrying(delete)
 
     def last_event_offsets(self, topic: str) -> dict[int, int]:
         """The offset of the last committed record per partition (-1 when there is none), read with

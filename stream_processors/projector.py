@@ -84,8 +84,12 @@ class Projector:
 
     async def handle(self, records: Sequence[RawRecord]) -> list[ProjectedEvent]:
         began = time.perf_counter()
-        projected, letters = [], []
+        projected, letters, skipped = [], [], 0
+        known = self.writer.known_checkpoints
         for record in records:
+            if record.offset <= known.get(record.partition, -1):
+                skipped += 1  # redelivered (a rebalance, a restart): not even decoded
+                continue
             event, letter = self._project(record)
             projected.append(event)
             if letter is not None:
@@ -103,7 +107,7 @@ class Projector:
         await self._notify(applied)
         counters = self.counters
         counters.applied += len(applied)
-        counters.skipped += len(projected) - len(applied)
+        counters.skipped += skipped + len(projected) - len(applied)
         counters.dead_letters += len(letters)
         counters.batches += 1
         counters.last_batch_size = len(records)

@@ -13,7 +13,7 @@ import redis
 
 from schemas.topics import events_topic
 from stream_processors.generations import Generations
-from stream_processors.log_admin import LogAdmin
+from stream_processors.log_admin import LogAdmin, retrying
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def group_id(source: str, view: str, generation: int) -> str:
 def used_generations(admin: LogAdmin, source: str, view: str) -> list[int]:
     """Generations that have a consumer group in Kafka (what survives a loss of Redis)."""
     prefix = group_id(source, view, 0)[:-1]
-    groups = admin.admin.list_consumer_groups(request_timeout=15).result().valid
+    groups = retrying(lambda: admin.admin.list_consumer_groups(request_timeout=15).result().valid)
     return sorted(
         int(g.group_id[len(prefix) :])
         for g in groups

@@ -78,9 +78,13 @@ class ViewWriter:
         self.checkpoints = f"{self.prefix}checkpoints"
         self.channel_prefix = changes_channel_prefix(view)
         self.money_moved = client.register_script(MONEY_MOVED)
+        # Checkpoints as last seen; they only grow, so anything at or below is surely applied.
+        self.known_checkpoints: dict[int, int] = {}
 
     async def apply(self, events: Sequence[ProjectedEvent]) -> list[ProjectedEvent]:
         """The events applied now; the rest were at or below the checkpoint (applied before)."""
+        if not events:
+            return []
         partitions = sorted({e.partition for e in events})
         while True:
             async with self.client.pipeline(transaction=True) as pipe:
@@ -101,6 +105,7 @@ class ViewWriter:
                     if moved:
                         pipe.hset(self.checkpoints, mapping=moved)  # type: ignore[arg-type]
                         await pipe.execute()
+                    self.known_checkpoints.update(last)
                     return applied
                 except WatchError:
                     continue

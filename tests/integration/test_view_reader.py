@@ -41,6 +41,7 @@ def test_changes_merge_both_logs_in_version_order_without_skipping_past_a_full_p
         rest = await reader.changes(unique, 4, limit=3)
         assert [c["version"] for c in rest] == [5, 6, 7, 8]  # the transactions page ends at 8
         assert [c["version"] for c in await reader.changes(unique, 8, limit=3)] == [9]
+        await client.delete(f"{prefix}:transactions", f"{prefix}:changes")  # not in the log: leave no trace
         await client.aclose()
 
     asyncio.run(scenario())
