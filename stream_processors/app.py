@@ -19,7 +19,7 @@ from stream_processors.projections.registry import ViewSpec, view_spec
 from stream_processors.projector import Counters, DeadLetter, Projector, RawRecord
 from stream_processors.recovery import ensure_generation, group_id
 from stream_processors.settings import ProjectorSettings
-from stream_processors.view_writer import ViewWriter
+from stream_processors.view_writer import GenerationState, ViewWriter
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,8 @@ def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> 
         text = render(spec.name, generation, counters, highwater)
         return web.text(text, content_type="text/plain; version=0.0.4")
 
-    status_writer = ViewWriter(aredis.Redis.from_url(settings.redis_url), spec.name, generation)
+    # One writer for the agent and the status timer: the timer keeps its `serving` flag fresh.
+    writer = ViewWriter(aredis.Redis.from_url(settings.redis_url), spec.name, generation)
 
     async def after_checkpoints(assigned: set[TP]) -> dict[TP, int]:
         """Read on after the view's checkpoints: everything up to them is applied (see
@@ -100,7 +101,7 @@ def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> 
         )
         if not ours:
             return {}
-        done = await status_writer.client.hmget(status_writer.checkpoints, [str(tp.partition) for tp in ours])
+        done = await writer.client.hmget(writer.checkpoints, [str(tp.partition) for tp in ours])
         return {tp: int(cp) + 1 for tp, cp in zip(ours, done, strict=True) if cp is not None}
 
     app.resume_positions = after_checkpoints  # type: ignore[attr-defined]
@@ -115,31 +116,31 @@ def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> 
                 high, position = app.consumer.highwater(tp), await app.consumer.position(tp)
                 if high is not None and position is not None:
                     lags[tp.partition] = max(0, int(high) - int(position))
-            await status_writer.publish_status(lags, int(time.time() * 1000))
+            await writer.publish_status(lags, int(time.time() * 1000))
+            state = await writer.generation_state()
+            writer.serving = state.current == generation
             if following:
-                await follow_current()
+                await follow_current(state)
         except Exception as exc:  # a status is informative; never stop projecting for it
             log.warning("could not publish the view status: %s", exc)
 
-    async def follow_current() -> None:
+    async def follow_current(state: GenerationState) -> None:
         """A following projector writes the current generation: when `current` moves (a rebuild
         flipped it, or Redis lost the view) it restarts into it; a generation being rebuilt goes
         live once its checkpoints reach its targets."""
-        state = await status_writer.generation_state()
         if state.current != generation or state.meta_state is None:
             restart_into_current(f"generation {generation} of {spec.name} is no longer current ({state})")
         if state.meta_state == "rebuilding" and state.caught_up:
-            await status_writer.go_live()
+            await writer.go_live()
             log.info("generation %d of %s caught up with the log: live", generation, spec.name)
 
     @app.agent(topic, concurrency=1)
     async def project(stream: Any) -> None:
-        client = aredis.Redis.from_url(settings.redis_url)
         projector = Projector(
             spec.name,
             SingleObjectCodec(),
             spec.project,
-            ViewWriter(client, spec.name, generation),
+            writer,
             send_dead_letter,
         )
         running["projector"] = projector

@@ -80,6 +80,9 @@ class ViewWriter:
         self.money_moved = client.register_script(MONEY_MOVED)
         # Checkpoints as last seen; they only grow, so anything at or below is surely applied.
         self.known_checkpoints: dict[int, int] = {}
+        # Whether queries read this generation (kept fresh by the projector's status timer): a
+        # generation being built has no readers to notify.
+        self.serving = True
 
     async def apply(self, events: Sequence[ProjectedEvent]) -> list[ProjectedEvent]:
         """The events applied now; the rest were at or below the checkpoint (applied before)."""
@@ -132,6 +135,8 @@ class ViewWriter:
     async def notify(self, applied: Sequence[ProjectedEvent]) -> None:
         """After a committed batch: one message per changed row on `<view key>:changed:<subject>`,
         carrying the row's newest version and the event's coordinates (for live updates)."""
+        if not self.serving:
+            return
         newest: dict[str, ProjectedEvent] = {}
         for event in applied:
             if event.subject is not None:
