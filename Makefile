@@ -28,7 +28,7 @@ test: install lint
 
 # Benchmarks on the test stack (started if needed); results in bench/results/. Needs wrk (apt).
 bench: install
-	$(TEST_ENV) $(BIN)/cqrs exec -- sh -c '$(BIN)/python bench/command_ingestion.py && $(BIN)/python bench/projection.py && $(BIN)/python bench/command_http.py && $(BIN)/python bench/query_http.py'
+	$(TEST_ENV) $(BIN)/cqrs exec -- sh -c '$(BIN)/python bench/command_ingestion.py && $(BIN)/python bench/projection.py && $(BIN)/python bench/command_http.py && $(BIN)/python bench/query_http.py && $(BIN)/python bench/rebuild.py'
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

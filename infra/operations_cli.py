@@ -5,9 +5,10 @@ dead letters."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import redis
 import typer
@@ -25,6 +26,7 @@ from stream_processors.rebuild import Progress as RebuildProgress
 from stream_processors.rebuild import Rebuilder, RebuildFailed
 from stream_processors.recovery import group_id
 
+T = TypeVar("T")
 views_app = typer.Typer(
     help="Read models (views) in Redis and their generations: list, status, rebuild, verify.",
     no_args_is_help=True,
@@ -127,9 +129,22 @@ def views_status(name: Annotated[str | None, typer.Argument(help="a view; all wh
         console.print("lag counts records, transaction markers included: a caught-up partition shows 0 or 1.")
 
 
-def _progress_printer(quiet: bool) -> tuple[Progress | None, object]:
+def _with_progress(
+    name: str, quiet: bool, work: Callable[[Rebuilder, Callable[[RebuildProgress], None]], T]
+) -> T:
+    """Runs a rebuild or a verification of a view with a progress bar (none when quiet)."""
+    settings = OperatorSettings()
+    rebuilder = Rebuilder(
+        view_spec(_view_names(name)[0]).name,
+        redis_url=settings.redis_url,
+        bootstrap=settings.kafka_bootstrap_servers,
+        log_dir=settings.stack_dir / "rebuilds",
+    )
     if quiet:
-        return None, lambda _: None
+        try:
+            return work(rebuilder, lambda _: None)
+        except RebuildFailed as exc:
+            raise _fail(str(exc)) from None
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -149,7 +164,11 @@ def _progress_printer(quiet: bool) -> tuple[Progress | None, object]:
             rate=f"{progress.events_per_s:,.0f}",
         )
 
-    return bar, update
+    with bar:
+        try:
+            return work(rebuilder, update)
+        except RebuildFailed as exc:
+            raise _fail(str(exc)) from None
 
 
 @views_app.command("rebuild")
@@ -176,24 +195,12 @@ def views_rebuild(
     projectors follow it, the workers stop, and the old generation's keys and group are removed.
     Readers never see a 404, an error or an older value because of it.
     """
-    settings = OperatorSettings()
     moment = from_time.replace(tzinfo=from_time.tzinfo or UTC) if from_time else None
-    rebuilder = Rebuilder(
-        view_spec(_view_names(name)[0]).name,
-        redis_url=settings.redis_url,
-        bootstrap=settings.kafka_bootstrap_servers,
-        log_dir=settings.stack_dir / "rebuilds",
+    report = _with_progress(
+        name,
+        quiet,
+        lambda rebuilder, update: rebuilder.rebuild(from_time=moment, workers=workers, on_progress=update),
     )
-    bar, update = _progress_printer(quiet)
-    try:
-        if bar is not None:
-            bar.start()
-        report = rebuilder.rebuild(from_time=moment, workers=workers, on_progress=update)  # type: ignore[arg-type]
-    except RebuildFailed as exc:
-        raise _fail(str(exc)) from None
-    finally:
-        if bar is not None:
-            bar.stop()
     console.print(
         f"{report.view}: generation {report.new} is live (was {report.old}); {report.events:,} events "
         f"in {report.seconds:.1f}s ({report.events_per_s:,.0f}/s); removed {report.removed_keys:,} old keys"
@@ -212,23 +219,9 @@ def views_verify(
 ) -> None:
     """Rebuild a scratch generation from the log and compare its digest with the current one's
     (at a moment both have applied the same offsets). Exit code 1 when they differ."""
-    settings = OperatorSettings()
-    rebuilder = Rebuilder(
-        view_spec(_view_names(name)[0]).name,
-        redis_url=settings.redis_url,
-        bootstrap=settings.kafka_bootstrap_servers,
-        log_dir=settings.stack_dir / "rebuilds",
+    report = _with_progress(
+        name, quiet, lambda rebuilder, update: rebuilder.verify(workers=workers, on_progress=update)
     )
-    bar, update = _progress_printer(quiet)
-    try:
-        if bar is not None:
-            bar.start()
-        report = rebuilder.verify(workers=workers, on_progress=update)  # type: ignore[arg-type]
-    except RebuildFailed as exc:
-        raise _fail(str(exc)) from None
-    finally:
-        if bar is not None:
-            bar.stop()
     verdict = "[green]identical[/green]" if report.equal else "[red]DIFFERENT[/red]"
     console.print(
         f"{report.view} generation {report.generation}: {report.keys:,} keys sha256 {report.digest[:16]}…; "

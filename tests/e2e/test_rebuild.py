@@ -113,6 +113,15 @@ def test_a_rebuild_of_a_100k_event_view_is_invisible_to_readers(
     body = running.queries.get(f"/accounts/{live[0]}", params=params, timeout=15).json()
     assert body["version"] == answer["version"]
 
+    listed, _ = cqrs(stack, "views", "list").communicate(timeout=60)
+    assert f"│ accounts │ events.account │ {new}" in listed and "live" in listed, listed
+    status, _ = cqrs(stack, "views", "status", "accounts").communicate(timeout=60)
+    assert f"accounts generation {new} [live] group projector.account.accounts.g{new}" in status, status
+    verify = cqrs(stack, "views", "verify", "accounts", "--workers", "2", "--quiet")
+    verdict, _ = verify.communicate(timeout=600)
+    assert verify.returncode == 0 and "identical" in verdict, verdict
+    assert gens.known() == [new]  # the scratch generation is gone
+
 
 def test_after_flushall_the_views_come_back_identical_without_manual_steps(
     running: Services, stack: Stack, unique: str
