@@ -87,7 +87,7 @@ def main() -> None:
                 "events/s": f"{raw_rate:,.0f}",
             },
             {
-                "what": f"cqrs views rebuild ({args.workers} projector workers, start to flip)",
+                "what": f"cqrs views rebuild ({args.workers} catch-up workers, start to flip)",
                 "events": f"{result.events:,}",
                 "seconds": f"{result.seconds:.1f}",
                 "events/s": f"{ours_rate:,.0f}",
@@ -103,7 +103,8 @@ def main() -> None:
             f"{PARTITIONS} partitions, 1,000 accounts, events in transactions of 2,000; the new generation "
             f"has {keys:,} keys; start to flip includes creating the group, finding the log's last events "
             "and starting the workers",
-            f"raw: one process; ours: {args.workers} faust projector processes (MULTI/EXEC with "
+            f"raw: one process; ours: {args.workers} catch-up workers (a confluent-kafka loop on "
+            "assigned partitions feeding the projector's own Projector and ViewWriter: MULTI/EXEC with "
             "checkpoints, Lua per money event); the broker and Redis share the same 2 cores",
             "targets: <= 2x raw and <= 30 s for 1,000,000 events",
         ],

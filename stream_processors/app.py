@@ -60,19 +60,11 @@ def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> 
     )
 
     async def send_dead_letter(letter: DeadLetter) -> None:
-        record = letter.record
-        headers = [
-            ("error", letter.error.encode()[:4000]),
-            ("view", letter.view.encode()),
-            ("source.topic", record.topic.encode()),
-            ("source.partition", str(record.partition).encode()),
-            ("source.offset", str(record.offset).encode()),
-        ]
         sent = await dead_letters.send(
-            key=f"{record.topic}:{record.partition}:{record.offset}".encode(),
-            value=record.value,
-            partition=record.partition,
-            headers=headers,
+            key=letter.key,
+            value=letter.record.value,
+            partition=letter.record.partition,
+            headers=letter.headers,
         )
         await sent  # acknowledged before the checkpoint moves past the poison event
 

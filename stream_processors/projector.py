@@ -36,6 +36,21 @@ class DeadLetter:
     view: str
     error: str
 
+    @property
+    def key(self) -> bytes:
+        return f"{self.record.topic}:{self.record.partition}:{self.record.offset}".encode()
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        """The letter's value is the poison record's bytes; these say where it came from and why."""
+        return [
+            ("error", self.error.encode()[:4000]),
+            ("view", self.view.encode()),
+            ("source.topic", self.record.topic.encode()),
+            ("source.partition", str(self.record.partition).encode()),
+            ("source.offset", str(self.record.offset).encode()),
+        ]
+
 
 DeadLetterSink = Callable[[DeadLetter], Awaitable[None]]
 

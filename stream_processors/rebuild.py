@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -76,36 +75,41 @@ class VerifyReport:
         return (self.digest, self.keys) == (self.scratch_digest, self.scratch_keys)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # A catch-up reads a backlog: bigger batches mean fewer Redis transactions per event.
-CATCH_UP_ENV = {"PROJECTOR_BATCH_SIZE": "5000", "PROJECTOR_BATCH_WITHIN_S": "0.1"}
+CATCH_UP_ENV = {"PROJECTOR_BATCH_SIZE": "5000"}
 
 
 class Workers:
-    """Projector processes pinned to one generation, children of this process."""
+    """Catch-up workers (stream_processors/catch_up.py) for one generation, children of this
+    process, splitting the source partitions between them."""
 
-    def __init__(self, view: str, generation: int, count: int, log_dir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        view: str,
+        generation: int,
+        partitions: list[int],
+        count: int,
+        log_dir: Path,
+        env: dict[str, str],
+    ) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.logs = [log_dir / f"{view}-g{generation}-worker{i}.log" for i in range(count)]
+        shares = [[p for p in partitions if p % count == i] for i in range(count)]
+        shares = [share for share in shares if share]
+        self.logs = [log_dir / f"{view}-g{generation}-worker{i}.log" for i in range(len(shares))]
         self.processes: list[subprocess.Popen[bytes]] = []
-        for log in self.logs:
+        for log, share in zip(self.logs, shares, strict=True):
             worker_env = {
                 **os.environ,
                 **CATCH_UP_ENV,
                 **env,
                 "PROJECTOR_VIEW": view,
                 "PROJECTOR_GENERATION": str(generation),
-                "PROJECTOR_METRICS_PORT": str(_free_port()),
+                "CATCH_UP_PARTITIONS": ",".join(map(str, share)),
             }
             with log.open("ab") as out:
                 self.processes.append(
                     subprocess.Popen(
-                        [sys.executable, "-m", "stream_processors.app"],
+                        [sys.executable, "-m", "stream_processors.catch_up"],
                         env=worker_env,
                         stdout=out,
                         stderr=subprocess.STDOUT,
@@ -121,7 +125,7 @@ class Workers:
     def stop(self, timeout_s: float = 30) -> None:
         for process in self.processes:
             if process.poll() is None:
-                process.send_signal(signal.SIGTERM)  # faust leaves its group and commits
+                process.send_signal(signal.SIGTERM)  # finishes its batch, then exits
         deadline = time.monotonic() + timeout_s
         for process in self.processes:
             try:
@@ -166,6 +170,12 @@ class Rebuilder:
         start_generation(self.gens, self.admin, self.source, new, reason, start)
         return new, start
 
+    def _workers(self, generation: int, count: int, env: dict[str, str] | None) -> Workers:
+        partitions = self.admin.partitions(self.topic)
+        return Workers(
+            self.view, generation, partitions, count, self.log_dir, {"AGGREGATE": self.source, **(env or {})}
+        )
+
     def _catch_up(
         self,
         generation: int,
@@ -205,9 +215,7 @@ class Rebuilder:
         began = time.monotonic()
         since = f" from {from_time.isoformat()}" if from_time else ""
         new, start = self._new_generation(f"rebuild of generation {old}{since}", from_time)
-        pool = Workers(
-            self.view, new, workers, self.log_dir, {"AGGREGATE": self.source, **(worker_env or {})}
-        )
+        pool = self._workers(new, workers, worker_env)
         try:
             _, total = self._catch_up(new, start, pool, on_progress)
             while not self.gens.flip(new):  # the live generation moved on: follow it a little more
@@ -216,7 +224,7 @@ class Rebuilder:
                 time.sleep(0.2)
             seconds = time.monotonic() - began
             on_progress(Progress("handing over", total, total, 0.0))
-            note = self._hand_over(old, handover_timeout_s, ours=workers)
+            note = self._hand_over(old, handover_timeout_s)
         finally:
             pool.stop()
         on_progress(Progress("removing the old generation", total, total, 0.0))
@@ -225,7 +233,7 @@ class Rebuilder:
         self._delete_group(old)
         return RebuildReport(self.view, old, new, total, seconds, removed, note)
 
-    def _hand_over(self, old: int, timeout_s: float, ours: int) -> str:
+    def _hand_over(self, old: int, timeout_s: float) -> str:
         """Following projectors see the flip and restart into the new generation's group."""
         old_group = group_id(self.source, self.view, old)
         if not self.admin.members(old_group):
@@ -241,9 +249,10 @@ class Rebuilder:
                     "are they pinned with PROJECTOR_GENERATION?"
                 )
             time.sleep(0.5)
-        # Our workers are members of the new group too; wait until a following projector joins.
+        # The workers keep applying until a following projector has joined the new group; it
+        # resumes after the checkpoints they reached.
         new_group = group_id(self.source, self.view, self.gens.current() or 0)
-        while len(self.admin.members(new_group)) <= ours and time.monotonic() < deadline:
+        while not self.admin.members(new_group) and time.monotonic() < deadline:
             time.sleep(0.5)
         return ""
 
@@ -268,9 +277,7 @@ class Rebuilder:
         when both have applied exactly the same offsets."""
         current = self._serving()
         scratch, start = self._new_generation(f"verification scratch for generation {current}", None)
-        pool = Workers(
-            self.view, scratch, workers, self.log_dir, {"AGGREGATE": self.source, **(worker_env or {})}
-        )
+        pool = self._workers(scratch, workers, worker_env)
         deadline = time.monotonic() + timeout_s
         try:
             self._catch_up(scratch, start, pool, on_progress)
