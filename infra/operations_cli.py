@@ -93,8 +93,8 @@ def views_list() -> None:
 
 @views_app.command("status")
 def views_status(name: Annotated[str | None, typer.Argument(help="a view; all when omitted")] = None) -> None:
-    """Per partition of each view's current generation: checkpoint (last applied offset), the log's
-    end and the consumer group's committed offset and lag, and the group's live members."""
+    """Per partition of each view's current generation: checkpoint (last applied offset), the last
+    committed event, how far behind it is, the consumer group's offset, and the group's members."""
     settings = OperatorSettings()
     client = redis.Redis.from_url(settings.redis_url)
     admin = LogAdmin(settings.kafka_bootstrap_servers)
@@ -109,24 +109,27 @@ def views_status(name: Annotated[str | None, typer.Argument(help="a view; all wh
         group = group_id(spec.source, view, current)
         topic = events_topic(spec.source)
         committed = admin.committed(group, topic)
-        marks = admin.watermarks(topic)
+        last = admin.last_event_offsets(topic)
         members = admin.members(group)
         console.print(
-            f"[bold]{view}[/bold] generation {current} [{info.state}] group {group}, "
+            f"[bold]{view}[/bold] generation {current} ({info.state}) group {group}, "
             f"{len(members)} live member(s): {', '.join(m.client_id for m in members) or 'none'}"
         )
-        table = Table("partition", "checkpoint", "log end", "committed", "lag (records)")
-        for partition, (_, end) in sorted(marks.items()):
-            done = committed.get(partition)
+        table = Table("partition", "checkpoint", "last event", "events behind", "group offset")
+        for partition, last_event in sorted(last.items()):
+            checkpoint = info.checkpoints.get(partition, -1)
             table.add_row(
                 str(partition),
-                str(info.checkpoints.get(partition, "-")),
-                str(end),
-                str(done if done is not None else "-"),
-                str(end - done) if done is not None else str(end),
+                str(checkpoint) if checkpoint >= 0 else "-",
+                str(last_event) if last_event >= 0 else "-",
+                str(max(0, last_event - checkpoint)),
+                str(committed.get(partition, "-")),
             )
         console.print(table)
-        console.print("lag counts records, transaction markers included: a caught-up partition shows 0 or 1.")
+        console.print(
+            "events behind: offsets between the checkpoint (last applied) and the last committed event. "
+            "The group offset is informational: projectors resume after the checkpoint."
+        )
 
 
 def _with_progress(
