@@ -106,9 +106,6 @@ class Generations:
             pipe.sadd(self.key("generations"), generation)
             pipe.execute()
 
-    def set_state(self, generation: int, state: str) -> None:
-        self.client.hset(self.gkey(generation, "meta"), "state", state)
-
     def adopt(self, generation: int, expected_current: int | None) -> bool:
         """Makes a generation being rebuilt from scratch the current one (queries answer 503 until
         it is live), unless another process changed `current` meanwhile."""
