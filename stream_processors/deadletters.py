@@ -8,16 +8,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import redis
 import redis.asyncio as aredis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from schemas.codec import DecodeError, SingleObjectCodec
 from schemas.topics import dead_letters_topic
-from stream_processors.generations import Generations
 from stream_processors.log_admin import LogAdmin
 from stream_processors.projections.registry import ViewSpec
-from stream_processors.view_writer import ProjectedEvent, ViewWriter
+from stream_processors.view_writer import ProjectedEvent, ViewWriter, current_key
 
 
 @dataclass(frozen=True)
@@ -89,12 +87,12 @@ def replay(letters: list[Letter], spec: ViewSpec, redis_url: str) -> ReplayRepor
 
 
 async def _replay(letters: list[Letter], spec: ViewSpec, redis_url: str) -> ReplayReport:
-    sync = redis.Redis.from_url(redis_url)
-    generation = Generations(sync, spec.name).current()
-    sync.close()
-    if generation is None:
-        raise ValueError(f"the {spec.name} view has no generation yet")
     client = aredis.Redis.from_url(redis_url)
+    current = await client.get(current_key(spec.name))
+    if current is None:
+        await client.aclose()
+        raise ValueError(f"the {spec.name} view has no generation yet")
+    generation = int(current)
     writer, codec, report = ViewWriter(client, spec.name, generation), SingleObjectCodec(), ReplayReport()
     try:
         for letter in letters:

@@ -90,6 +90,11 @@ class LogAdmin:
 
         return retrying(committed)
 
+    def groups(self, prefix: str) -> list[str]:
+        """Consumer groups whose id starts with the prefix."""
+        valid = retrying(lambda: self.admin.list_consumer_groups(request_timeout=TIMEOUT_S).result().valid)
+        return sorted(g.group_id for g in valid if g.group_id.startswith(prefix))
+
     def topics_of(self, group: str) -> list[str]:
         """The topics a group has committed offsets for."""
 

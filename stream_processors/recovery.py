@@ -13,7 +13,7 @@ import redis
 
 from schemas.topics import events_topic
 from stream_processors.generations import Generations
-from stream_processors.log_admin import LogAdmin, retrying
+from stream_processors.log_admin import LogAdmin
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,8 @@ def group_id(source: str, view: str, generation: int) -> str:
 def used_generations(admin: LogAdmin, source: str, view: str) -> list[int]:
     """Generations that have a consumer group in Kafka (what survives a loss of Redis)."""
     prefix = group_id(source, view, 0)[:-1]
-    groups = retrying(lambda: admin.admin.list_consumer_groups(request_timeout=15).result().valid)
-    return sorted(
-        int(g.group_id[len(prefix) :])
-        for g in groups
-        if g.group_id.startswith(prefix) and g.group_id[len(prefix) :].isdigit()
-    )
+    suffixes = [group[len(prefix) :] for group in admin.groups(prefix)]
+    return sorted(int(suffix) for suffix in suffixes if suffix.isdigit())
 
 
 def start_generation(
