@@ -63,6 +63,7 @@ def cqrs(stack: Stack, *args: str) -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.timeout(900)  # 100k events applied live, rebuilt, then verified by a scratch rebuild
 def test_a_rebuild_of_a_100k_event_view_is_invisible_to_readers(
     running: Services, stack: Stack, unique: str
 ) -> None:
@@ -125,6 +126,7 @@ def test_a_rebuild_of_a_100k_event_view_is_invisible_to_readers(
     assert gens.known() == [new]  # the scratch generation is gone
 
 
+@pytest.mark.timeout(600)  # the whole log is replayed by the live projector
 def test_after_flushall_the_views_come_back_identical_without_manual_steps(
     running: Services, stack: Stack, unique: str
 ) -> None:
