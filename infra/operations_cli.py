@@ -237,7 +237,7 @@ def views_verify(
 def _targets(admin: LogAdmin, topic: str, to: str) -> dict[int, int]:
     marks = admin.watermarks(topic)
     if to == "earliest":
-        return {p: low for p, (low, _) in marks.items()}
+        return admin.earliest(topic)
     if to == "latest":
         return {p: high for p, (_, high) in marks.items()}
     if ":" in to and "T" not in to:

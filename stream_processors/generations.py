@@ -24,7 +24,8 @@ from redis.exceptions import WatchError
 BOOKKEEPING = ("checkpoints", "status", "meta", "deadletters:replayed")
 
 
-def _int_map(raw: Mapping[bytes, bytes], prefix: str = "") -> dict[int, int]:
+def int_map(raw: Mapping[bytes, bytes], prefix: str = "") -> dict[int, int]:
+    """{partition: offset} from a hash of `<prefix><partition>` fields (checkpoints, meta targets)."""
     out = {}
     for key, value in raw.items():
         name = key.decode()
@@ -44,11 +45,14 @@ class GenerationInfo:
 
     def behind(self) -> dict[int, int]:
         """Events per partition still to apply before the targets are reached."""
-        return {
-            p: target - self.checkpoints.get(p, -1)
-            for p, target in self.targets.items()
-            if self.checkpoints.get(p, -1) < target
-        }
+        return behind(self.checkpoints, self.targets)
+
+
+def behind(checkpoints: Mapping[int, int], targets: Mapping[int, int]) -> dict[int, int]:
+    """Offsets per partition between a generation's checkpoints and its targets (empty: caught up)."""
+    return {
+        p: target - checkpoints.get(p, -1) for p, target in targets.items() if checkpoints.get(p, -1) < target
+    }
 
 
 class Generations:
@@ -79,7 +83,7 @@ class Generations:
             state=meta.get("state", "unknown"),
             reason=meta.get("reason", ""),
             created_at_ms=int(meta["created_at_ms"]) if "created_at_ms" in meta else None,
-            targets=_int_map(raw_meta, "target:"),
+            targets=int_map(raw_meta, "target:"),
             checkpoints=self.checkpoints(generation),
         )
 
@@ -87,7 +91,7 @@ class Generations:
         return bool(self.client.exists(self.gkey(generation, "meta")))
 
     def checkpoints(self, generation: int) -> dict[int, int]:
-        return _int_map(self.client.hgetall(self.gkey(generation, "checkpoints")))
+        return int_map(self.client.hgetall(self.gkey(generation, "checkpoints")))
 
     def create(
         self, generation: int, *, reason: str, targets: Mapping[int, int], from_time: str = ""
@@ -136,8 +140,8 @@ class Generations:
                         return True
                     if old is not None:
                         pipe.watch(self.gkey(old, "checkpoints"), self.gkey(new, "checkpoints"))
-                        served = _int_map(pipe.hgetall(self.gkey(old, "checkpoints")))
-                        built = _int_map(pipe.hgetall(self.gkey(new, "checkpoints")))
+                        served = int_map(pipe.hgetall(self.gkey(old, "checkpoints")))
+                        built = int_map(pipe.hgetall(self.gkey(new, "checkpoints")))
                         if any(built.get(p, -1) < offset for p, offset in served.items()):
                             return False
                     pipe.multi()

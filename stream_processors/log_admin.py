@@ -113,6 +113,9 @@ class LogAdmin:
         latest = self._list_offsets(topic, partitions, _LATEST)
         return {p: (earliest[p], latest[p]) for p in partitions}
 
+    def earliest(self, topic: str) -> dict[int, int]:
+        return {p: low for p, (low, _) in self.watermarks(topic).items()}
+
     def offsets_for_time(self, topic: str, moment: datetime) -> dict[int, int]:
         """Per partition, the first offset at or after the moment (the end when there is none)."""
         partitions = self.partitions(topic)

@@ -25,7 +25,7 @@ from schemas.topics import events_topic
 from stream_processors.generations import GenerationInfo, Generations
 from stream_processors.log_admin import LogAdmin
 from stream_processors.projections.registry import view_spec
-from stream_processors.recovery import group_id, start_generation, used_generations
+from stream_processors.recovery import group_id, next_generation, start_generation
 
 
 class RebuildFailed(Exception):
@@ -162,9 +162,9 @@ class Rebuilder:
         return current
 
     def _new_generation(self, reason: str, from_time: datetime | None) -> tuple[int, dict[int, int]]:
-        new = max([*self.gens.known(), *used_generations(self.admin, self.source, self.view), 0]) + 1
+        new = next_generation(self.gens, self.admin, self.source)
         if from_time is None:
-            start = {p: low for p, (low, _) in self.admin.watermarks(self.topic).items()}
+            start = self.admin.earliest(self.topic)
         else:
             start = self.admin.offsets_for_time(self.topic, from_time)
         start_generation(self.gens, self.admin, self.source, new, reason, start)

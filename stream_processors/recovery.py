@@ -30,6 +30,11 @@ def used_generations(admin: LogAdmin, source: str, view: str) -> list[int]:
     return sorted(int(suffix) for suffix in suffixes if suffix.isdigit())
 
 
+def next_generation(gens: Generations, admin: LogAdmin, source: str) -> int:
+    """A number no generation of the view has used, in Redis or as a consumer group in Kafka."""
+    return max([*gens.known(), *used_generations(admin, source, gens.view), 0]) + 1
+
+
 def start_generation(
     gens: Generations,
     admin: LogAdmin,
@@ -65,9 +70,8 @@ def ensure_generation(redis_url: str, bootstrap: str, view: str, source: str) ->
                 continue
             try:
                 admin = LogAdmin(bootstrap)
-                used = used_generations(admin, source, view)
-                new = max([current or 0, *used]) + 1
-                if current is None and not used:
+                new = next_generation(gens, admin, source)
+                if current is None and new == 1:
                     reason = "first build"
                 elif current is None:
                     reason = "view state missing from Redis (flushed or replaced); rebuilt from the log"
@@ -76,8 +80,7 @@ def ensure_generation(redis_url: str, bootstrap: str, view: str, source: str) ->
                 log.warning(
                     "%s view: %s -> building generation %d from the earliest offsets", view, reason, new
                 )
-                lows = {p: low for p, (low, _) in admin.watermarks(events_topic(source)).items()}
-                start_generation(gens, admin, source, new, reason, lows)
+                start_generation(gens, admin, source, new, reason, admin.earliest(events_topic(source)))
                 gens.adopt(new, current)
                 for stale in gens.known():  # partial leftovers of the lost state
                     if stale != new and not gens.has_meta(stale):

@@ -9,6 +9,7 @@ import orjson
 import redis.asyncio as redis
 from redis.exceptions import WatchError
 
+from stream_processors.generations import behind, int_map
 from stream_processors.projections.ops import HashIncrement, HashSet, MoneyMoved, Op, SetAdd, SortedSetAdd
 
 # One money movement, atomically inside the batch's MULTI: balance, version, the transaction entry
@@ -166,13 +167,11 @@ class ViewWriter:
             pipe.hgetall(f"{self.prefix}meta")
             pipe.hgetall(self.checkpoints)
             current, meta, checkpoints = await pipe.execute()
-        fields = {k.decode(): v.decode() for k, v in meta.items()}
-        done = {int(k): int(v) for k, v in checkpoints.items()}
-        targets = {int(k[7:]): int(v) for k, v in fields.items() if k.startswith("target:")}
+        state = meta.get(b"state")
         return GenerationState(
             current=int(current) if current is not None else None,
-            meta_state=fields.get("state"),
-            caught_up=all(done.get(p, -1) >= offset for p, offset in targets.items()),
+            meta_state=state.decode() if state is not None else None,
+            caught_up=not behind(int_map(checkpoints), int_map(meta, "target:")),
         )
 
     async def go_live(self) -> None:
