@@ -1,14 +1,20 @@
-"""Avro single-object encoding (0xC3 0x01, CRC-64-AVRO fingerprint, body) with typed decode errors."""
+"""Avro single-object encoding (0xC3 0x01, CRC-64-AVRO fingerprint little-endian, body), byte for
+byte what Apache Avro's Java `BinaryMessageEncoder` writes, with typed decode errors.
+
+Releases before the contract fix wrote the fingerprint's bytes reversed. Logs keep those frames
+forever, so the decoder still reads them: when the 8 bytes name no known schema but their reverse
+does, the frame is a legacy one (counted in `legacy_frames`)."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from schemas.registry import SchemaRegistry, SchemaVersion, UnknownSchema, default_registry
+from schemas.registry import SchemaRegistry, SchemaVersion, UnknownSchema, default_registry, fingerprint_hex
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
@@ -55,11 +61,18 @@ class Codec(Protocol):
     def decode(self, data: bytes) -> Decoded: ...
 
 
-class SingleObjectCodec:
-    """Writes with the newest version of a schema; reads any released version into the newest."""
+# Called with a fingerprint no known schema has: looks further (the schemas topic) and returns
+# whether the registry learned new versions.
+SchemaLookup = Callable[[int], bool]
 
-    def __init__(self, registry: SchemaRegistry | None = None) -> None:
+
+class SingleObjectCodec:
+    """Writes with the newest released version of a schema; reads any known version into it."""
+
+    def __init__(self, registry: SchemaRegistry | None = None, lookup: SchemaLookup | None = None) -> None:
         self.registry = registry or default_registry()
+        self.lookup = lookup
+        self.legacy_frames = 0  # frames read with the pre-fix (reversed) fingerprint order
 
     def encode(self, name: str, record: dict[str, Any]) -> bytes:
         try:
@@ -85,11 +98,7 @@ class SingleObjectCodec:
             raise WrongMagic(f"{len(data)} bytes is shorter than the {HEADER_SIZE}-byte header")
         if data[:2] != MAGIC:
             raise WrongMagic(f"expected marker c301, saw {data[:2].hex()}")
-        fp = int.from_bytes(data[2:HEADER_SIZE], "little")
-        try:
-            writer = self.registry.by_fingerprint(fp)
-        except UnknownSchema as exc:
-            raise UnknownFingerprint(str(exc)) from None
+        writer = self._writer(data)
         reader = self.registry.latest(writer.name)
         body = io.BytesIO(data)
         body.seek(HEADER_SIZE)
@@ -102,3 +111,17 @@ class SingleObjectCodec:
         if not isinstance(record, dict):
             raise CorruptBody(f"{writer.name}: decoded to {type(record).__name__}, not a record")
         return Decoded(name=writer.name, writer_version=writer.version, record=record)
+
+    def _writer(self, data: bytes) -> SchemaVersion:
+        spec = int.from_bytes(data[2:HEADER_SIZE], "little")
+        for attempt in range(2):
+            found = self.registry.find(spec)
+            if found is not None:
+                return found
+            legacy = self.registry.find(int.from_bytes(data[2:HEADER_SIZE], "big"))
+            if legacy is not None:
+                self.legacy_frames += 1
+                return legacy
+            if attempt == 0 and not (self.lookup is not None and self.lookup(spec)):
+                break
+        raise UnknownFingerprint(f"no known schema has fingerprint {fingerprint_hex(spec)}")

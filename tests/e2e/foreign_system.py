@@ -20,28 +20,29 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 
-def load_schemas(folder: Path) -> tuple[dict[int, dict], dict[str, tuple[int, dict]]]:
+def load_schemas(folder: Path) -> tuple[dict[bytes, dict], dict[str, tuple[int, dict]]]:
     by_fingerprint, newest = {}, {}
     for path in sorted(folder.rglob("*.avsc")):
         name, version = path.name.split(".")[0], int(path.name.split(".")[1][1:])
         parsed = parse_schema(json.loads(path.read_text()), _write_hint=False)
-        fp = int(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"), 16)
+        # The 8 bytes a frame carries: fastavro's hex string is them in order (little-endian).
+        fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
         by_fingerprint[fp] = parsed
         if name not in newest or newest[name][0] < version:
             newest[name] = (version, {"fp": fp, "schema": parsed})
     return by_fingerprint, {k: (v[0], v[1]) for k, v in newest.items()}
 
 
-def frame(fp: int, schema: dict, record: dict) -> bytes:
+def frame(fp: bytes, schema: dict, record: dict) -> bytes:
     out = io.BytesIO()
-    out.write(b"\xc3\x01" + fp.to_bytes(8, "little"))
+    out.write(b"\xc3\x01" + fp)
     schemaless_writer(out, schema, record)
     return out.getvalue()
 
 
-def unframe(data: bytes, by_fingerprint: dict[int, dict]) -> dict:
+def unframe(data: bytes, by_fingerprint: dict[bytes, dict]) -> dict:
     assert data[:2] == b"\xc3\x01", "not single-object encoded"
-    schema = by_fingerprint[int.from_bytes(data[2:10], "little")]
+    schema = by_fingerprint[data[2:10]]
     return schemaless_reader(io.BytesIO(data[10:]), schema, schema)
 
 
@@ -92,6 +93,7 @@ def main(bootstrap: str, schema_dir: str) -> None:
         "commands.account",
         key=account_id,
         value=frame(open_account["fp"], open_account["schema"], command),
+        headers=[("command_id", command_id.encode())],
         on_delivery=lambda err, msg: delivered.append((err, msg)),
     )
     producer.flush(10)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -64,3 +65,69 @@ def test_decode_errors_are_typed_and_say_what_they_saw() -> None:
         codec.decode(good[:-3])
     with pytest.raises(CorruptBody, match="trailing"):
         codec.decode(good + b"\x00")
+
+
+def test_a_frame_of_an_earlier_release_with_the_fingerprint_reversed_still_decodes() -> None:
+    fresh = SingleObjectCodec()
+    spec = fresh.encode("MoneyDeposited", deposited())
+    legacy = spec[:2] + spec[2:10][::-1] + spec[10:]
+    assert fresh.decode(legacy).record == deposited()
+    assert fresh.legacy_frames == 1
+    assert fresh.decode(spec).record == deposited()
+    assert fresh.legacy_frames == 1
+
+
+def test_an_unknown_fingerprint_is_looked_up_once_then_refused() -> None:
+    asked: list[int] = []
+
+    def lookup(fingerprint: int) -> bool:
+        asked.append(fingerprint)
+        return False
+
+    fresh = SingleObjectCodec(lookup=lookup)
+    with pytest.raises(UnknownFingerprint, match="0000000000000001"):
+        fresh.decode(MAGIC + b"\x00" * 7 + b"\x01" + b"\x00")
+    assert asked == [1 << 56]
+
+
+def test_a_schema_learned_by_the_lookup_is_read_into_the_released_version() -> None:
+    from schemas.registry import SchemaRegistry, schema_version
+
+    registry = SchemaRegistry()
+    released = registry.latest("MoneyDeposited")
+    newer_raw = {
+        **released.raw,
+        "fields": [*released.raw["fields"], {"name": "memo", "type": "string", "default": ""}],
+    }
+    newer = schema_version(newer_raw, released.version + 1, "registered")
+    writer = SingleObjectCodec(SchemaRegistry())
+    writer.registry.add(newer)
+    frame = writer.encode_as(newer, {**deposited(), "memo": "hello"})
+
+    fresh = SingleObjectCodec(registry, lookup=lambda fp: registry.add(newer) or True)
+    decoded = fresh.decode(frame)
+    assert decoded.record == deposited()  # memo dropped: resolved into the released reader
+    assert decoded.writer_version == released.version + 1
+    assert registry.latest("MoneyDeposited") is released  # a registered version never becomes the reader
+
+
+def test_a_rejection_reason_added_later_reads_as_other() -> None:
+    from schemas.registry import SchemaRegistry, schema_version
+
+    registry = SchemaRegistry()
+    current = registry.latest("CommandResult")
+    raw = json.loads(json.dumps(current.raw))
+    enum = next(
+        t for f in raw["fields"] if f["name"] == "reason_code" for t in f["type"] if isinstance(t, dict)
+    )
+    enum["symbols"].insert(0, "a_reason_from_the_future")
+    future = schema_version(raw, current.version + 1, "registered")
+    registry.add(future)
+    record = {
+        "command_id": "c", "aggregate_id": "a", "correlation_id": "c", "status": "REJECTED", "version": 1,
+        "position": None, "reason": "a_reason_from_the_future", "detail": "d", "completed_at": AT,
+        "request_hash": None, "reason_code": "a_reason_from_the_future",
+    }  # fmt: skip
+    decoded = SingleObjectCodec(registry).decode(SingleObjectCodec(registry).encode_as(future, record))
+    assert decoded.record["reason_code"] == "other"
+    assert decoded.record["reason"] == "a_reason_from_the_future"
