@@ -3,6 +3,7 @@ read side: views, offsets, dead letters)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from confluent_kafka import KafkaException
 from rich.console import Console
 from rich.table import Table
 
@@ -20,10 +22,12 @@ from infra.kafka_broker import StackError
 from infra.operations_cli import dlq_app, offsets_app, views_app
 from infra.services import ServiceRunner, services
 from infra.settings import StackSettings, TopicSettings
-from infra.topics import TopicMismatch, ensure_topics
+from infra.topics import TopicMismatch, ensure_topics, publish_released_schemas
 from schemas.compatibility import check_registry
 from schemas.golden import write_missing
-from schemas.registry import AVRO_ROOT, SchemaRegistry
+from schemas.registry import AVRO_ROOT, InvalidSchema, SchemaRegistry
+from schemas.schema_log import SchemaLog, SchemaRefused
+from schemas.topics import SCHEMAS_TOPIC
 
 app = typer.Typer(help="CQRS + event sourcing on Kafka: operator commands.", no_args_is_help=True)
 stack_app = typer.Typer(
@@ -93,11 +97,18 @@ def _create_topics() -> None:
     for r in reports:
         verb = "created" if r.created else "exists "
         console.print(f"{verb} {r.name:<20} partitions={r.partitions} cleanup.policy={r.cleanup_policy}")
+    published = publish_released_schemas(TopicSettings())
+    console.print(
+        f"published {published} released schema versions to {SCHEMAS_TOPIC}"
+        if published
+        else f"{SCHEMAS_TOPIC} has every released schema version"
+    )
 
 
 @topics_app.command("create")
 def topics_create() -> None:
-    """Create events.*, commands.* and results.* topics; idempotent; fails if one differs."""
+    """Create the contract's topics and publish the released schemas; idempotent; fails if a topic
+    differs from the contract."""
     _create_topics()
 
 
@@ -128,6 +139,39 @@ def schemas_golden(
     for path in written:
         console.print(f"wrote {path}")
     console.print(f"{len(written)} files written" if written else "every version has its fixture")
+
+
+@schemas_app.command("register")
+def schemas_register(
+    file: Annotated[Path, typer.Argument(help="an .avsc file: a newer version of a command or event")],
+) -> None:
+    """Publish a newer, compatible version of a schema on the schemas topic, so command processors
+    and projectors read records written with it (resolved into their released version) without a
+    redeploy. Refused, naming the field and the rule, if it is not fully compatible with every
+    known version."""
+    try:
+        raw = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise _fail(f"cannot read {file}: {exc}") from None
+    settings = TopicSettings()
+    schema_log = SchemaLog(settings.kafka_bootstrap_servers, SchemaRegistry())
+    try:
+        schema, new = schema_log.register(raw)
+    except (SchemaRefused, InvalidSchema) as exc:
+        raise _fail(f"{file} refused: {exc}") from None
+    except KafkaException as exc:
+        raise _fail(f"Kafka at {settings.kafka_bootstrap_servers} did not answer: {exc}") from None
+    finally:
+        schema_log.close()
+    if new:
+        console.print(
+            f"registered {schema.full_name} as version {schema.version}, fingerprint {schema.fingerprint_hex}"
+        )
+    else:
+        console.print(
+            f"already known: {schema.full_name} version {schema.version} ({schema.origin}), "
+            f"fingerprint {schema.fingerprint_hex}"
+        )
 
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from schemas.schema_log import codec_reading_the_log
 from schemas.topics import events_topic
 from stream_processors.deadletters import read_letters, replay
 from stream_processors.generations import Generations
@@ -323,7 +324,9 @@ def dlq_replay(
     spec = view_spec(_view_names(view)[0])
     began = time.monotonic()
     letters = read_letters(settings.kafka_bootstrap_servers, aggregate or spec.source)
-    report = replay(letters, spec, settings.redis_url)
+    report = replay(
+        letters, spec, settings.redis_url, codec_reading_the_log(settings.kafka_bootstrap_servers)
+    )
     console.print(
         f"{spec.name}: {report.applied} applied, {report.already_applied} already applied before, "
         f"{len(report.still_failing)} still failing, {report.other_views} for other views "

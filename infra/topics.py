@@ -10,7 +10,9 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
 from infra.settings import TopicSettings
-from schemas.topics import TopicSpec, aggregate_topics
+from schemas.registry import SchemaRegistry
+from schemas.schema_log import SchemaLog
+from schemas.topics import TopicSpec, aggregate_topics, schemas_topic_spec
 
 
 class TopicMismatch(RuntimeError):
@@ -47,7 +49,8 @@ def _wait_visible(admin: AdminClient, names: list[str], timeout_s: float = 30) -
 
 def specs(settings: TopicSettings) -> list[TopicSpec]:
     names = [name.strip() for name in settings.aggregates.split(",") if name.strip()]
-    return [spec for name in names for spec in aggregate_topics(name, settings.topic_partitions)]
+    per_aggregate = [spec for name in names for spec in aggregate_topics(name, settings.topic_partitions)]
+    return [*per_aggregate, schemas_topic_spec()]
 
 
 def ensure_topics(settings: TopicSettings) -> list[TopicReport]:
@@ -93,3 +96,12 @@ def ensure_topics(settings: TopicSettings) -> list[TopicReport]:
     if problems:
         raise TopicMismatch("\n".join(problems))
     return reports
+
+
+def publish_released_schemas(settings: TopicSettings) -> int:
+    """Every released schema version on the schemas topic (only those missing); returns how many."""
+    schema_log = SchemaLog(settings.kafka_bootstrap_servers, SchemaRegistry())
+    try:
+        return len(schema_log.publish_released())
+    finally:
+        schema_log.close()

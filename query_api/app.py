@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from query_api import errors, operations, routes
+from query_api import errors, operations, routes, schemas
 from query_api.errors import error_response
 from query_api.metrics import MetricsMiddleware, RequestMetrics
 from query_api.notifications import ChangeNotifications
@@ -56,6 +56,7 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
         app.state.metrics = metrics
         app.state.reader = ViewReader(client)
         app.state.notifications = {view: ChangeNotifications(client, view) for view in SERVED_VIEWS}
+        app.state.schemas = schemas.SchemaCatalog(settings.kafka_bootstrap_servers)
         for notifications in app.state.notifications.values():
             await notifications.start()
         try:
@@ -64,6 +65,7 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
             for notifications in app.state.notifications.values():
                 await notifications.close()
             await client.aclose()
+            app.state.schemas.close()
 
     app = FastAPI(
         title="Query API",
@@ -75,6 +77,7 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(routes.router)
     app.include_router(operations.router)
+    app.include_router(schemas.router)
 
     def handle(exc_type: type[Exception], status: int, code: str, **headers: str) -> None:
         async def handler(_: Request, exc: Exception) -> JSONResponse:
@@ -84,6 +87,8 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
 
     handle(errors.AccountNotFound, 404, "account_not_found")
     handle(errors.TransferNotFound, 404, "transfer_not_found")
+    handle(schemas.SchemaNotFound, 404, "schema_not_found")
+    handle(schemas.SchemasUnavailable, 503, "schemas_unavailable", **{"Retry-After": "2"})
     handle(errors.InvalidQuery, 422, "validation_error")
     handle(errors.NotYetApplied, 503, "not_yet_applied", **{"Retry-After": "1"})
     handle(errors.TooManyStreams, 503, "too_many_streams", **{"Retry-After": "5"})

@@ -9,6 +9,7 @@ class QueryApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
     redis_url: str = "redis://127.0.0.1:6379/0"
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"  # only for GET /schemas: the schemas topic
     redis_max_connections: int = 64
     query_api_host: str = "127.0.0.1"
     query_api_port: int = 8002

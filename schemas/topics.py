@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 DAY_MS = 24 * 60 * 60 * 1000
+SCHEMAS_TOPIC = "schemas"  # every schema version, keyed by fingerprint (schemas/schema_log.py)
 
 
 def events_topic(aggregate: str) -> str:
@@ -53,3 +54,8 @@ def aggregate_topics(aggregate: str, partitions: int) -> list[TopicSpec]:
         TopicSpec(snapshots_topic(aggregate), partitions, "compact", {"retention.ms": "-1"}),
         TopicSpec(dead_letters_topic(aggregate), partitions, "delete", {"retention.ms": str(30 * DAY_MS)}),
     ]
+
+
+def schemas_topic_spec() -> TopicSpec:
+    """One partition (it is small and read whole), compacted: a fingerprint's schema never changes."""
+    return TopicSpec(SCHEMAS_TOPIC, 1, "compact", {"retention.ms": "-1"})

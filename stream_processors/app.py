@@ -12,7 +12,7 @@ import faust
 import redis.asyncio as aredis
 from faust.types import TP
 
-from schemas.codec import SingleObjectCodec
+from schemas.schema_log import codec_reading_the_log
 from schemas.topics import dead_letters_topic, events_topic
 from stream_processors.metrics import render
 from stream_processors.projections.registry import ViewSpec, view_spec
@@ -69,6 +69,7 @@ def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> 
         await sent  # acknowledged before the checkpoint moves past the poison event
 
     running: dict[str, Projector] = {}
+    codec = codec_reading_the_log(settings.kafka_bootstrap_servers)
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
@@ -79,7 +80,7 @@ def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> 
             value = app.consumer.highwater(TP(topic.get_topic_name(), partition))
             return int(value) if value is not None else None
 
-        text = render(spec.name, generation, counters, highwater)
+        text = render(spec.name, generation, counters, highwater, legacy_frames=codec.legacy_frames)
         return web.text(text, content_type="text/plain; version=0.0.4")
 
     # One writer for the agent and the status timer: the timer keeps its `serving` flag fresh.
@@ -130,7 +131,7 @@ def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> 
     async def project(stream: Any) -> None:
         projector = Projector(
             spec.name,
-            SingleObjectCodec(),
+            codec,
             spec.project,
             writer,
             send_dead_letter,

@@ -22,7 +22,7 @@ import time
 import redis.asyncio as aredis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from schemas.codec import SingleObjectCodec
+from schemas.schema_log import codec_reading_the_log
 from schemas.topics import dead_letters_topic, events_topic
 from stream_processors.projections.registry import view_spec
 from stream_processors.projector import DeadLetter, Projector, RawRecord
@@ -62,7 +62,13 @@ async def run(settings: CatchUpSettings) -> None:
         if producer.flush(30) != 0:  # acknowledged before the checkpoint moves past the poison event
             raise RuntimeError("a dead letter was not acknowledged")
 
-    projector = Projector(spec.name, SingleObjectCodec(), spec.project, writer, send_dead_letter)
+    projector = Projector(
+        spec.name,
+        codec_reading_the_log(settings.kafka_bootstrap_servers),
+        spec.project,
+        writer,
+        send_dead_letter,
+    )
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap_servers,

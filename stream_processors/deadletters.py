@@ -11,7 +11,7 @@ from typing import Any
 import redis.asyncio as aredis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from schemas.codec import DecodeError, SingleObjectCodec
+from schemas.codec import Codec, DecodeError
 from schemas.topics import dead_letters_topic
 from stream_processors.log_admin import LogAdmin
 from stream_processors.projections.registry import ViewSpec
@@ -81,19 +81,19 @@ class ReplayReport:
     other_views: int = 0
 
 
-def replay(letters: list[Letter], spec: ViewSpec, redis_url: str) -> ReplayReport:
+def replay(letters: list[Letter], spec: ViewSpec, redis_url: str, codec: Codec) -> ReplayReport:
     """Projects each letter of this view with today's code into the current generation, once."""
-    return asyncio.run(_replay(letters, spec, redis_url))
+    return asyncio.run(_replay(letters, spec, redis_url, codec))
 
 
-async def _replay(letters: list[Letter], spec: ViewSpec, redis_url: str) -> ReplayReport:
+async def _replay(letters: list[Letter], spec: ViewSpec, redis_url: str, codec: Codec) -> ReplayReport:
     client = aredis.Redis.from_url(redis_url)
     current = await client.get(current_key(spec.name))
     if current is None:
         await client.aclose()
         raise ValueError(f"the {spec.name} view has no generation yet")
     generation = int(current)
-    writer, codec, report = ViewWriter(client, spec.name, generation), SingleObjectCodec(), ReplayReport()
+    writer, report = ViewWriter(client, spec.name, generation), ReplayReport()
     try:
         for letter in letters:
             if letter.view != spec.name:

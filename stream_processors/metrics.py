@@ -7,7 +7,13 @@ from collections.abc import Callable, Sequence
 from stream_processors.projector import Counters
 
 
-def render(view: str, generation: int, counters: Counters, highwater: Callable[[int], int | None]) -> str:
+def render(
+    view: str,
+    generation: int,
+    counters: Counters,
+    highwater: Callable[[int], int | None],
+    legacy_frames: int = 0,
+) -> str:
     labels = f'view="{view}",generation="{generation}"'
     lines = []
 
@@ -29,6 +35,12 @@ def render(view: str, generation: int, counters: Counters, highwater: Callable[[
         "counter",
         "Events sent to the dead-letter topic.",
         [("", counters.dead_letters)],
+    )
+    metric(
+        "codec_legacy_frames_total",
+        "counter",
+        "Frames read with the fingerprint in the reversed order of releases before the contract fix.",
+        [("", legacy_frames)],
     )
     metric("projector_batches_total", "counter", "Batches written to Redis.", [("", counters.batches)])
     metric(

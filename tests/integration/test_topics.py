@@ -21,11 +21,11 @@ def settings(stack: Stack, aggregate: str, partitions: int) -> TopicSettings:
 
 
 def test_creates_the_contract_topics_then_reports_them_as_existing(stack: Stack, unique: str) -> None:
-    first = ensure_topics(settings(stack, f"t{unique}", 3))
-    assert {r.name for r in first} == {
-        f"{kind}.t{unique}" for kind in ("events", "commands", "results", "snapshots", "deadletters")
-    }
-    assert all(r.created and r.partitions == 3 for r in first)
+    first = {r.name: r for r in ensure_topics(settings(stack, f"t{unique}", 3))}
+    ours = {f"{kind}.t{unique}" for kind in ("events", "commands", "results", "snapshots", "deadletters")}
+    assert set(first) == ours | {"schemas"}  # one schemas topic for the whole contract
+    assert all(first[name].created and first[name].partitions == 3 for name in ours)
+    assert (first["schemas"].partitions, first["schemas"].cleanup_policy) == (1, "compact")
     again = ensure_topics(settings(stack, f"t{unique}", 3))
     assert not any(r.created for r in again)
 

@@ -1,0 +1,11 @@
+"""Kafka header names of the contract (values are UTF-8 text)."""
+
+from __future__ import annotations
+
+# On a command: its command id again, so that even a command whose value cannot be decoded gets a
+# result keyed by the id its sender waits for. Must equal the record's `command_id`.
+COMMAND_ID_HEADER = "command_id"
+# Set by a command processor when it passes a command sent to the wrong partition on to its
+# aggregate's partition (value: the partition it was sent to); that partition's writer answers
+# `wrong_partition`. Senders never set it.
+MISROUTED_FROM_HEADER = "misrouted_from"
