@@ -49,6 +49,11 @@ class Outcome:
     request_hash: str | None
 
 
+# Results with these reasons answer a delivery, not the command: a retry is decided afresh, so they
+# are never replayed for the command id (neither from memory nor after reloading the results).
+NOT_OUTCOMES = frozenset({"idempotency_key_reused", "wrong_partition", "malformed_command"})
+
+
 @dataclass(frozen=True)
 class Accepted:
     events: list[Event]

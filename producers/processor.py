@@ -31,11 +31,14 @@ from producers.wire import (
     UnknownMessageType,
     command_from_record,
     event_to_record,
+    rejection_reasons,
     snapshot_to_record,
 )
-from schemas.codec import Codec, CodecError, SingleObjectCodec
+from schemas.codec import Codec, CodecError
+from schemas.headers import COMMAND_ID_HEADER, MISROUTED_FROM_HEADER
 from schemas.keys import event_key, partition_for
 from schemas.positions import Position
+from schemas.schema_log import codec_reading_the_log, header
 from schemas.topics import commands_topic, events_topic, results_topic, snapshots_topic
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,7 @@ class _Pending:
     correlation_id: str
     partition: int
     accepted: bool
-    version: int
+    version: int | None  # None: no aggregate could be named (an unreadable command without a key)
     digest: str | None
     reason: str | None = None
     detail: str | None = None
@@ -62,7 +65,7 @@ class _Pending:
     remember: bool = True
 
     def outcome(self) -> Outcome:
-        return Outcome(self.accepted, self.version, self.position, self.reason, self.detail, self.digest)
+        return Outcome(self.accepted, self.version or 0, self.position, self.reason, self.detail, self.digest)
 
 
 @dataclass
@@ -89,7 +92,7 @@ class CommandProcessor:
 
     def __init__(self, settings: ProcessorSettings, codec: Codec | None = None) -> None:
         self.settings = settings
-        self.codec = codec or SingleObjectCodec()
+        self.codec = codec or codec_reading_the_log(settings.kafka_bootstrap_servers)
         aggregate = settings.aggregate
         self.commands, self.events = commands_topic(aggregate), events_topic(aggregate)
         self.results, self.snapshots = results_topic(aggregate), snapshots_topic(aggregate)
@@ -123,6 +126,7 @@ class CommandProcessor:
             {"events": self.events, "results": self.results, "snapshots": self.snapshots},
         )
         self.owned: dict[int, PartitionState] = {}
+        self.reason_codes = rejection_reasons(self.codec)
         self.stop_requested = threading.Event()
 
     def _check_topic_layout(self) -> int:
@@ -146,12 +150,14 @@ class CommandProcessor:
         states, stats = self.loader.load([tp.partition for tp in partitions])
         self.owned.update(states)
         log.info(
-            "assigned partitions %s: %d snapshots, %d events, %d results loaded in %.2fs",
+            "assigned partitions %s: %d snapshots, %d events, %d results loaded in %.2fs "
+            "(frames with the legacy fingerprint order read so far: %d)",
             sorted(states),
             stats.snapshots,
             stats.events,
             stats.results,
             stats.seconds,
+            getattr(self.codec, "legacy_frames", 0),
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -250,24 +256,27 @@ class CommandProcessor:
             self._reject_unreadable(msg, exc, batch)
             return
         digest = request_hash(envelope, command)
-        if partition_for(envelope.aggregate_id, self.partitions) != partition:
+        home = partition_for(envelope.aggregate_id, self.partitions)
+        if home != partition:
+            self._forward(msg, home)
+            return
+        stream = self._stream(batch, partition, envelope.aggregate_id)
+        misrouted_from = header(msg, MISROUTED_FROM_HEADER)
+        if misrouted_from is not None:
             self._add(
                 batch,
                 envelope,
                 partition,
                 False,
-                0,
+                stream.version,
                 digest,
                 reason="wrong_partition",
-                detail="commands go to partition murmur2(aggregate_id) % partitions",
+                detail=f"sent to partition {misrouted_from}; commands of this aggregate go to partition "
+                f"{partition} (murmur2(aggregate_id) % {self.partitions})",
+                remember=False,
             )
             return
         state = self.owned[partition]
-        stream = batch.streams.get(envelope.aggregate_id)
-        if stream is None:
-            known = state.streams.get(envelope.aggregate_id)
-            stream = Stream(known.state, known.version) if known else Stream()
-            batch.streams[envelope.aggregate_id] = stream
         earlier = batch.handled.get(envelope.command_id)
         previous = earlier.outcome() if earlier else state.handled.get(envelope.command_id)
         decision = handle(stream, envelope, command, previous, digest)
@@ -358,18 +367,49 @@ class CommandProcessor:
             batch.handled[envelope.command_id] = pending
         return pending
 
+    def _stream(self, batch: _Batch, partition: int, aggregate_id: str) -> Stream:
+        """This batch's working copy of an aggregate's stream (made on first use)."""
+        stream = batch.streams.get(aggregate_id)
+        if stream is None:
+            known = self.owned[partition].streams.get(aggregate_id)
+            stream = Stream(known.state, known.version) if known else Stream()
+            batch.streams[aggregate_id] = stream
+        return stream
+
+    def _forward(self, msg: Message, home: int) -> None:
+        """A command on another partition than its aggregate's is passed, in this transaction, to
+        the aggregate's partition, whose single writer answers it (on the aggregate's results
+        partition, with the aggregate's real version) as `wrong_partition`."""
+        headers = [(k, v) for k, v in (msg.headers() or []) if k != MISROUTED_FROM_HEADER]  # type: ignore[str-unpack]
+        self.producer.produce(
+            self.commands,
+            key=msg.key(),
+            value=msg.value(),
+            partition=home,
+            headers=[*headers, (MISROUTED_FROM_HEADER, str(msg.partition()).encode())],
+        )
+
     def _reject_unreadable(self, msg: Message, exc: Exception, batch: _Batch) -> None:
-        """A command that cannot be read is answered (when its sender can be told) and skipped."""
-        log.error("unreadable command at %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), exc)
-        key = (msg.key() or b"").decode(errors="replace")
+        """A command that cannot be read is answered on its aggregate's partition (the key names
+        the aggregate) under the id its `command_id` header gives, and skipped."""
+        partition = msg.partition() or 0
+        raw_key = msg.key()
+        aggregate_id = raw_key.decode(errors="replace") if raw_key else None
+        if aggregate_id is not None and header(msg, MISROUTED_FROM_HEADER) is None:
+            home = partition_for(aggregate_id, self.partitions)
+            if home != partition:
+                self._forward(msg, home)
+                return
+        log.error("unreadable command at %s[%s]@%s: %s", msg.topic(), partition, msg.offset(), exc)
+        version = self._stream(batch, partition, aggregate_id).version if aggregate_id else None
         batch.pending.append(
             _Pending(
-                command_id=f"unreadable:{msg.partition()}:{msg.offset()}",
-                aggregate_id=key,
+                command_id=header(msg, COMMAND_ID_HEADER) or f"unreadable:{partition}:{msg.offset()}",
+                aggregate_id=aggregate_id or "",
                 correlation_id="",
-                partition=msg.partition() or 0,
+                partition=partition,
                 accepted=False,
-                version=0,
+                version=version,
                 digest=None,
                 reason="malformed_command",
                 detail=str(exc)[:500],
@@ -390,6 +430,11 @@ class CommandProcessor:
 
         return callback
 
+    def _reason_code(self, reason: str | None) -> str | None:
+        if reason is None:
+            return None
+        return reason if reason in self.reason_codes else "other"
+
     def _send_result(self, pending: _Pending) -> None:
         record = {
             "command_id": pending.command_id,
@@ -399,6 +444,7 @@ class CommandProcessor:
             "version": pending.version,
             "position": pending.position,
             "reason": pending.reason,
+            "reason_code": self._reason_code(pending.reason),
             "detail": pending.detail,
             "completed_at": _now(),
             "request_hash": pending.digest,

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from producers.handler import Outcome, Stream
+from producers.handler import NOT_OUTCOMES, Outcome, Stream
 from producers.wire import (
     CHECKPOINT_PREFIX,
     event_from_record,
@@ -86,6 +86,8 @@ class StateLoader:
                 except CodecError as exc:  # a result only serves idempotency: warn, go on
                     log.warning("unreadable result at %s@%s: %s", msg.partition(), msg.offset(), exc)
                     continue
+                if record["reason"] in NOT_OUTCOMES:
+                    continue  # answered a delivery, not the command (a later retry is decided afresh)
                 states[msg.partition() or 0].handled[record["command_id"]] = outcome_from_result(record)
             from_offsets: dict[int, int | None] = {p: starts.get(p) for p in partitions}
             for msg in self._read_all(loader, self.events, from_offsets):

@@ -126,6 +126,16 @@ def stream_from_snapshot(record: dict[str, Any]) -> Stream:
     return Stream(state, record["version"])
 
 
+def rejection_reasons(codec: Any) -> frozenset[str]:
+    """The symbols of the result schema's RejectionReason enum (a reason outside them is `other`)."""
+    schema = codec.registry.latest("CommandResult").raw
+    for field in schema["fields"]:
+        if field["name"] == "reason_code":
+            enum = next(t for t in field["type"] if isinstance(t, dict))
+            return frozenset(enum["symbols"])
+    return frozenset()
+
+
 def outcome_from_result(record: dict[str, Any]) -> Outcome:
     return Outcome(
         accepted=record["status"] == "ACCEPTED",

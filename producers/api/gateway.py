@@ -16,6 +16,7 @@ from producers.handler import CommandEnvelope
 from producers.settings import CommandApiSettings
 from producers.wire import command_to_record
 from schemas.codec import Codec, CodecError, SingleObjectCodec
+from schemas.headers import COMMAND_ID_HEADER
 from schemas.keys import partition_for
 from schemas.topics import commands_topic, results_topic
 
@@ -115,6 +116,7 @@ class CommandGateway:
                 key=envelope.aggregate_id,
                 value=self.codec.encode(name, record),
                 partition=partition_for(envelope.aggregate_id, self.partitions),
+                headers=[(COMMAND_ID_HEADER, envelope.command_id.encode())],
                 on_delivery=self._on_delivery(envelope.command_id),
             )
             return await asyncio.wait_for(future, self.settings.command_timeout_s)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from producers.api.errors import CommandRejected, ErrorBody, InvalidHeader
 from producers.api.gateway import CommandBus, Outcome
+from producers.domain.account import MAX_AMOUNT  # the domain's limit, so HTTP and Kafka agree
 from producers.domain.commands import (
     ChangeOverdraftLimit,
     CloseAccount,
@@ -21,7 +22,6 @@ from producers.domain.commands import (
 )
 from producers.handler import CommandEnvelope
 
-MAX_AMOUNT = 10**15  # minor units; keeps every sum far inside Avro's long
 _KEYS = uuid.UUID("6f1d8a52-3c1e-4b8e-9a57-0d7a0e1f2b44")  # namespace for Idempotency-Key ids
 
 router = APIRouter(tags=["accounts"])

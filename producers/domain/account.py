@@ -28,7 +28,9 @@ from producers.domain.events import (
 )
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-MAX_BALANCE = 2**53 - 1  # exact in every JSON reader and in Redis Lua numbers (about 90 trillion units)
+# The largest amount, overdraft limit and |balance|: exact in every JSON reader, in JavaScript and
+# in Redis Lua numbers (doubles), so a view's balance and balance_after can never disagree.
+MAX_AMOUNT = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -48,14 +50,19 @@ def _open(state: Account | None) -> Account:
     return state
 
 
-def _positive(amount: int) -> None:
-    if amount <= 0:
-        raise errors.InvalidAmount("amount must be > 0")
+def _amount(amount: int) -> None:
+    if not 0 < amount <= MAX_AMOUNT:
+        raise errors.InvalidAmount(f"amount must be > 0 and <= {MAX_AMOUNT}, not {amount}")
+
+
+def _overdraft_limit(limit: int) -> None:
+    if not 0 <= limit <= MAX_AMOUNT:
+        raise errors.InvalidOverdraftLimit(f"overdraft_limit must be >= 0 and <= {MAX_AMOUNT}, not {limit}")
 
 
 def _take(state: Account | None, amount: int) -> Account:
     account = _open(state)
-    _positive(amount)
+    _amount(amount)
     if account.balance - amount < -account.overdraft_limit:
         raise errors.InsufficientFunds(
             f"balance {account.balance} minus {amount} is below the overdraft limit "
@@ -68,8 +75,8 @@ def _give(state: Account | None, amount: int, *, allow_closed: bool = False) -> 
     if state is None:
         raise errors.AccountNotFound("no such account")
     account = state if allow_closed else _open(state)
-    _positive(amount)
-    if account.balance + amount > MAX_BALANCE:
+    _amount(amount)
+    if account.balance + amount > MAX_AMOUNT:
         raise errors.BalanceLimitExceeded("the balance would exceed the largest allowed")
     return account
 
@@ -82,8 +89,7 @@ def decide(state: Account | None, command: Command) -> list[Event]:
                 raise errors.AccountAlreadyExists("the account already exists")
             if not _CURRENCY.match(currency):
                 raise errors.InvalidCurrency(f"{currency!r} is not an ISO 4217 code")
-            if overdraft_limit < 0:
-                raise errors.InvalidOverdraftLimit("overdraft_limit must be >= 0")
+            _overdraft_limit(overdraft_limit)
             return [AccountOpened(owner_id, currency, overdraft_limit)]
         case DepositMoney(amount, reference, channel):
             _give(state, amount)
@@ -93,8 +99,7 @@ def decide(state: Account | None, command: Command) -> list[Event]:
             return [MoneyWithdrawn(amount, reference)]
         case ChangeOverdraftLimit(limit):
             account = _open(state)
-            if limit < 0:
-                raise errors.InvalidOverdraftLimit("overdraft_limit must be >= 0")
+            _overdraft_limit(limit)
             if account.balance < -limit:
                 raise errors.InsufficientFunds(
                     f"the balance {account.balance} is below the new limit -{limit}"

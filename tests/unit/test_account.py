@@ -7,7 +7,7 @@ from functools import reduce
 import pytest
 
 from producers.domain import errors
-from producers.domain.account import MAX_BALANCE, Account, decide, evolve
+from producers.domain.account import MAX_AMOUNT, Account, decide, evolve
 from producers.domain.commands import (
     ChangeOverdraftLimit,
     CloseAccount,
@@ -46,7 +46,10 @@ ACCEPTED = [
     (account(30), DebitAccount("t1", 30, "b"), [AccountDebited("t1", 30, "b")]),
     (account(), CreditAccount("t1", 30, "a"), [AccountCredited("t1", 30, "a")]),
     (account(closed=True), CreditAccount("t1", 30, "b", True), [AccountCredited("t1", 30, "b", True)]),
-    (account(MAX_BALANCE - 5), DepositMoney(5), [MoneyDeposited(5)]),
+    (account(MAX_AMOUNT - 5), DepositMoney(5), [MoneyDeposited(5)]),
+    (None, OpenAccount("a", "EUR", MAX_AMOUNT), [AccountOpened("a", "EUR", MAX_AMOUNT)]),
+    (account(0, MAX_AMOUNT), WithdrawMoney(MAX_AMOUNT), [MoneyWithdrawn(MAX_AMOUNT)]),  # down to -MAX
+    (account(), DepositMoney(MAX_AMOUNT), [MoneyDeposited(MAX_AMOUNT)]),
 ]
 
 REJECTED = [
@@ -74,7 +77,15 @@ REJECTED = [
     (account(closed=True), CreditAccount("t", 5, "b"), errors.AccountClosed),
     (account(29), DebitAccount("t", 30, "b"), errors.InsufficientFunds),
     (None, CreditAccount("t", 5, "b"), errors.AccountNotFound),
-    (account(MAX_BALANCE - 5), DepositMoney(6), errors.BalanceLimitExceeded),
+    (account(MAX_AMOUNT - 5), DepositMoney(6), errors.BalanceLimitExceeded),
+    # The limits live here, not only in HTTP validation: the commands topic reaches decide directly.
+    (None, OpenAccount("a", "EUR", MAX_AMOUNT + 1), errors.InvalidOverdraftLimit),
+    (None, OpenAccount("a", "EUR", 2**62), errors.InvalidOverdraftLimit),
+    (account(), ChangeOverdraftLimit(MAX_AMOUNT + 1), errors.InvalidOverdraftLimit),
+    (account(), DepositMoney(MAX_AMOUNT + 1), errors.InvalidAmount),
+    (account(0, MAX_AMOUNT), WithdrawMoney(2**62 + 1), errors.InvalidAmount),
+    (account(0, MAX_AMOUNT), DebitAccount("t", MAX_AMOUNT + 1, "b"), errors.InvalidAmount),
+    (account(), CreditAccount("t", MAX_AMOUNT + 1, "b"), errors.InvalidAmount),
 ]
 
 
@@ -109,3 +120,13 @@ def test_a_decided_event_always_evolves() -> None:
     for state, command, _ in ACCEPTED:
         for event in decide(state, command):
             evolve(state, event)
+
+
+def test_no_sequence_of_accepted_commands_takes_a_balance_past_the_limits() -> None:
+    """Largest overdraft, then the largest withdrawal: -MAX exactly, and nothing further."""
+    state = evolve(None, AccountOpened("a", "EUR", MAX_AMOUNT))
+    for event in decide(state, WithdrawMoney(MAX_AMOUNT)):
+        state = evolve(state, event)
+    assert state.balance == -MAX_AMOUNT
+    with pytest.raises(errors.InsufficientFunds):
+        decide(state, WithdrawMoney(1))
