@@ -134,8 +134,7 @@ class SchemaLog:
                 }
             )
         consumer = self._consumer
-        tp = TopicPartition(SCHEMAS_TOPIC, 0)
-        low, high = consumer.get_watermark_offsets(tp, timeout=self.timeout_s)
+        low, high = self._watermarks(consumer)
         start = max(low, self._next_offset)
         if start >= high:
             return
@@ -155,6 +154,26 @@ class SchemaLog:
                     yield msg
         finally:
             consumer.unassign()
+
+    def _watermarks(self, consumer: Consumer) -> tuple[int, int]:
+        """Retried while the partition has no leader yet (just created, a broker restarting)."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(SCHEMAS_TOPIC, 0), timeout=self.timeout_s
+                )
+                return low, high
+            except KafkaException as exc:
+                error = exc.args[0]
+                settling = error.retriable() or error.code() in (
+                    KafkaError.NOT_LEADER_FOR_PARTITION,
+                    KafkaError.LEADER_NOT_AVAILABLE,
+                    KafkaError.UNKNOWN_TOPIC_OR_PART,
+                )
+                if not settling or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def _learn(self, msg: Message) -> int:
         value = msg.value()

@@ -65,8 +65,8 @@ def _take(state: Account | None, amount: int) -> Account:
     _amount(amount)
     if account.balance - amount < -account.overdraft_limit:
         raise errors.InsufficientFunds(
-            f"balance {account.balance} minus {amount} is below the overdraft limit "
-            f"-{account.overdraft_limit}"
+            f"balance {account.balance} minus {amount} would be {account.balance - amount}, "
+            f"below what the overdraft limit of {account.overdraft_limit} allows"
         )
     return account
 
@@ -102,7 +102,7 @@ def decide(state: Account | None, command: Command) -> list[Event]:
             _overdraft_limit(limit)
             if account.balance < -limit:
                 raise errors.InsufficientFunds(
-                    f"the balance {account.balance} is below the new limit -{limit}"
+                    f"the balance {account.balance} is below what an overdraft limit of {limit} allows"
                 )
             return [OverdraftLimitChanged(limit)]
         case CloseAccount():
