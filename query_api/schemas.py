@@ -82,6 +82,7 @@ _UNAVAILABLE = {"model": ErrorBody, "description": "the schemas topic does not a
             "content": {"application/json": {"schema": {"type": "object"}}},
         },
         404: {"model": ErrorBody, "description": "no schema has this fingerprint"},
+        422: {"model": ErrorBody, "description": "not 16 hex digits"},
         503: _UNAVAILABLE,
     },
 )
