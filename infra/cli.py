@@ -19,6 +19,7 @@ from rich.table import Table
 
 from infra import stack as local_stack
 from infra.kafka_broker import StackError
+from infra.kafka_tools import TOOLS, tool_command
 from infra.operations_cli import dlq_app, offsets_app, views_app
 from infra.services import ServiceRunner, services
 from infra.settings import StackSettings, TopicSettings
@@ -172,6 +173,27 @@ def schemas_register(
             f"already known: {schema.full_name} version {schema.version} ({schema.origin}), "
             f"fingerprint {schema.fingerprint_hex}"
         )
+
+
+@app.command(
+    "kafka",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    no_args_is_help=True,
+)
+def kafka_tool(
+    ctx: typer.Context,
+    tool: Annotated[str, typer.Argument(help=f"one of: {', '.join(TOOLS)}")],
+) -> None:
+    """Run Kafka's own tool (e.g. `cqrs kafka consumer-groups --describe --group G`), with
+    --bootstrap-server from KAFKA_BOOTSTRAP_SERVERS unless given."""
+    settings = StackSettings()
+    try:
+        command = tool_command(settings, tool, list(ctx.args))
+    except KeyError:
+        raise _fail(f"unknown tool {tool!r}; choose one of: {', '.join(TOOLS)}") from None
+    except StackError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(subprocess.call(command))
 
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

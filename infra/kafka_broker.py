@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import socket
@@ -37,7 +38,9 @@ def _java_major() -> int:
 
 def ensure_jars(settings: StackSettings) -> Path:
     """Fetch the broker classpath once into the cache; later calls reuse it."""
-    libs = settings.cache_dir.resolve() / f"kafka-{settings.kafka_version}" / "libs"
+    # Keyed by the pom's content too, so adding an artifact (e.g. the tools) fetches again.
+    pom_digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:8]
+    libs = settings.cache_dir.resolve() / f"kafka-{settings.kafka_version}-{pom_digest}" / "libs"
     done = libs / ".complete"
     if done.exists():
         return libs
