@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -9,15 +10,19 @@ import time
 from typing import Any
 
 import faust
+import redis
 import redis.asyncio as aredis
 from faust.types import TP
 
 from schemas.schema_log import codec_reading_the_log
 from schemas.topics import dead_letters_topic, events_topic
+from stream_processors.generations import Generations
+from stream_processors.log_admin import LogAdmin
 from stream_processors.metrics import render
+from stream_processors.offset_reset import rebuild_if_reset
 from stream_processors.projections.registry import ViewSpec, view_spec
 from stream_processors.projector import Counters, DeadLetter, Projector, RawRecord
-from stream_processors.recovery import ensure_generation, group_id
+from stream_processors.recovery import ensure_generation, group_id, remove_abandoned_groups
 from stream_processors.settings import ProjectorSettings
 from stream_processors.view_writer import GenerationState, ViewWriter
 
@@ -30,6 +35,34 @@ def restart_into_current(reason: str) -> None:
     log.warning("%s: restarting to follow the current generation", reason)
     logging.shutdown()
     os.execv(sys.executable, [sys.executable, "-m", "stream_processors.app"])
+
+
+class CheckpointOffsets:
+    """The view's checkpoints as the transport's resume points and group offsets (read_committed.py)."""
+
+    def __init__(self, topic: str, writer: ViewWriter) -> None:
+        self.topic, self.writer = topic, writer
+
+    async def resume_positions(self, assigned: set[TP]) -> dict[TP, int]:
+        """Read on after the view's checkpoints: everything up to them is applied."""
+        ours = sorted((tp for tp in assigned if tp.topic == self.topic), key=lambda tp: tp.partition)
+        if not ours:
+            return {}
+        done = await self.writer.client.hmget(self.writer.checkpoints, [str(tp.partition) for tp in ours])
+        positions = {}
+        for tp, cp in zip(ours, done, strict=True):
+            if cp is not None:
+                self.writer.known_checkpoints[tp.partition] = max(
+                    int(cp), self.writer.known_checkpoints.get(tp.partition, -1)
+                )
+                positions[tp] = int(cp) + 1
+        return positions
+
+    def checkpoint(self, partition: int) -> int | None:
+        return self.writer.known_checkpoints.get(partition)
+
+    async def committed(self, offsets: dict[int, int]) -> None:
+        await self.writer.record_commits(offsets)
 
 
 def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> faust.App:
@@ -86,18 +119,27 @@ def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> 
     # One writer for the agent and the status timer: the timer keeps its `serving` flag fresh.
     writer = ViewWriter(aredis.Redis.from_url(settings.redis_url), spec.name, generation)
 
-    async def after_checkpoints(assigned: set[TP]) -> dict[TP, int]:
-        """Read on after the view's checkpoints: everything up to them is applied (see
-        read_committed.py for why faust's committed offsets are not used)."""
-        ours = sorted(
-            (tp for tp in assigned if tp.topic == topic.get_topic_name()), key=lambda tp: tp.partition
-        )
-        if not ours:
-            return {}
-        done = await writer.client.hmget(writer.checkpoints, [str(tp.partition) for tp in ours])
-        return {tp: int(cp) + 1 for tp, cp in zip(ours, done, strict=True) if cp is not None}
+    app.view_offsets = CheckpointOffsets(topic.get_topic_name(), writer)  # type: ignore[attr-defined]
 
-    app.resume_positions = after_checkpoints  # type: ignore[attr-defined]
+    if following:
+
+        @app.timer(settings.projector_cleanup_interval_s)  # type: ignore[untyped-decorator]
+        async def remove_abandoned() -> None:
+            """Consumer groups of generations Redis no longer knows (a flip's old one, those lost with
+            Redis) are deleted once they have no members."""
+
+            def remove() -> list[str]:
+                gens = Generations(redis.Redis.from_url(settings.redis_url), spec.name)
+                try:
+                    return remove_abandoned_groups(gens, LogAdmin(settings.kafka_bootstrap_servers), source)
+                finally:
+                    gens.client.close()
+
+            try:
+                for group in await asyncio.to_thread(remove):
+                    log.info("removed the consumer group %s of an abandoned generation", group)
+            except Exception as exc:  # housekeeping: never stop projecting for it
+                log.warning("could not remove abandoned consumer groups: %s", exc)
 
     @app.timer(settings.projector_status_interval_s)  # type: ignore[untyped-decorator]
     async def publish_status() -> None:
@@ -147,6 +189,7 @@ def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> 
                     for e in events
                 ]
                 await projector.handle(records)
+                await app.consumer.commit()  # group offsets follow what the view applied
                 if time.monotonic() >= next_report:
                     next_report = time.monotonic() + 10
                     log.info("projector counters: %s", projector.counters)
@@ -162,9 +205,21 @@ def create_app(settings: ProjectorSettings, spec: ViewSpec, generation: int) -> 
 def main() -> None:
     settings = ProjectorSettings()
     spec = view_spec(settings.projector_view)
-    generation = settings.projector_generation or ensure_generation(
-        settings.redis_url, settings.kafka_bootstrap_servers, spec.name, settings.aggregate or spec.source
-    )
+    source = settings.aggregate or spec.source
+    generation = settings.projector_generation
+    if generation is None:  # following the current generation
+        generation = ensure_generation(
+            settings.redis_url, settings.kafka_bootstrap_servers, spec.name, source
+        )
+        generation = rebuild_if_reset(
+            settings.redis_url,
+            settings.kafka_bootstrap_servers,
+            spec.name,
+            source,
+            generation,
+            workers=settings.projector_rebuild_workers,
+            log_dir=settings.stack_dir / "services" / "logs",
+        )
     app = create_app(settings, spec, generation)
     worker = faust.Worker(app, loglevel=settings.projector_log_level, quiet=True)
     worker.execute_from_commandline()

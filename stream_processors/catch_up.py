@@ -20,12 +20,13 @@ import signal
 import time
 
 import redis.asyncio as aredis
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
 from schemas.schema_log import codec_reading_the_log
 from schemas.topics import dead_letters_topic, events_topic
 from stream_processors.projections.registry import view_spec
 from stream_processors.projector import DeadLetter, Projector, RawRecord
+from stream_processors.read_committed import commit_offset
 from stream_processors.recovery import group_id
 from stream_processors.settings import ProjectorSettings
 from stream_processors.view_writer import ViewWriter
@@ -96,6 +97,7 @@ async def run(settings: CatchUpSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     next_check = 0.0
+    highest: dict[int, int] = {}  # partition -> highest offset consumed
     try:
         while not stopping.is_set():
             batch = consumer.consume(settings.projector_batch_size, timeout=0.2)
@@ -106,6 +108,9 @@ async def run(settings: CatchUpSettings) -> None:
             ]
             if records:
                 await projector.handle(records)
+                for record in records:
+                    highest[record.partition] = max(highest.get(record.partition, -1), record.offset)
+                await commit_applied(consumer, topic, writer, highest)
             else:
                 await asyncio.sleep(0)  # let a signal handler run
             if time.monotonic() >= next_check:  # notify readers only once queries read this generation
@@ -116,6 +121,29 @@ async def run(settings: CatchUpSettings) -> None:
         producer.flush(10)
         await client.aclose()
         log.info("%s g%d: stopped; %s", spec.name, generation, projector.counters)
+
+
+async def commit_applied(consumer: Consumer, topic: str, writer: ViewWriter, highest: dict[int, int]) -> None:
+    """The group's offsets follow what the view applied (as the live projector's do), so Kafka's
+    tools show a rebuild's true progress. Refused while a following projector has joined the group
+    during a hand-over: it commits from then on."""
+    positions = consumer.position([TopicPartition(topic, p) for p in highest])
+    offsets = {
+        tp.partition: offset
+        for tp in positions
+        if (
+            offset := commit_offset(
+                writer.known_checkpoints.get(tp.partition), (highest[tp.partition], tp.offset)
+            )
+        )
+        is not None
+    }
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False)
+    except KafkaException as exc:
+        log.debug("offsets not committed (%s); a projector has joined the group", exc)
+        return
+    await writer.record_commits(offsets)
 
 
 def main() -> None:

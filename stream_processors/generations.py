@@ -21,7 +21,7 @@ from typing import Any
 import redis
 from redis.exceptions import WatchError
 
-BOOKKEEPING = ("checkpoints", "status", "meta", "deadletters:replayed")
+BOOKKEEPING = ("checkpoints", "committed", "status", "meta", "deadletters:replayed")
 
 
 def int_map(raw: Mapping[bytes, bytes], prefix: str = "") -> dict[int, int]:
@@ -90,15 +90,30 @@ class Generations:
     def has_meta(self, generation: int) -> bool:
         return bool(self.client.exists(self.gkey(generation, "meta")))
 
+    def recorded_commits(self, generation: int) -> dict[int, int]:
+        """The group offsets the generation's readers committed last (see ViewWriter.record_commits)."""
+        return int_map(self.client.hgetall(self.gkey(generation, "committed")))
+
     def checkpoints(self, generation: int) -> dict[int, int]:
         return int_map(self.client.hgetall(self.gkey(generation, "checkpoints")))
 
     def create(
-        self, generation: int, *, reason: str, targets: Mapping[int, int], from_time: str = ""
+        self,
+        generation: int,
+        *,
+        reason: str,
+        targets: Mapping[int, int],
+        from_time: str = "",
+        checkpoints: Mapping[int, int] | None = None,
     ) -> None:
-        """Registers a generation being built, with the events it must reach before it may serve."""
+        """Registers a generation being built, with the events it must reach before it may serve
+        (and checkpoints for partitions where it starts past them: nothing to apply there)."""
         with self.client.pipeline(transaction=True) as pipe:
             pipe.delete(self.gkey(generation, "meta"))
+            if checkpoints:
+                pipe.hset(
+                    self.gkey(generation, "checkpoints"), mapping={str(p): o for p, o in checkpoints.items()}
+                )
             mapping: dict[str, str | int] = {
                 "state": "rebuilding",
                 "reason": reason,

@@ -1,47 +1,152 @@
-"""A faust transport (`kafka-rc://`) whose consumer reads committed records only, and resumes
-where the view's own checkpoints say rather than at the group's committed offsets.
+"""A faust transport (`kafka-rc://`) for projectors: reads committed records only, resumes after the
+view's own checkpoints, and commits the group offsets that mirror what the view has applied.
 
-faust turns on read_committed only with its own exactly-once mode, which would also wrap our
-offset commits in transactions we do not need. Events come from transactional producers, so an
-aborted append must never reach a view.
-
-faust's offset commits stop at the first gap in acknowledged offsets, and every transaction
-marker is one, so they trail far behind what a view has applied; after each rebalance faust seeks
-to them and re-reads (harmlessly, but slowly). An app may set `resume_positions`, an async
-function from the assigned partitions to the offsets to read from; after faust's own seek, this
-consumer seeks forward to those.
+- read_committed: faust turns it on only with its own exactly-once mode, which would also wrap
+  our offset commits in transactions we do not need. Events come from transactional producers,
+  so an aborted append must never reach a view.
+- Resume: after faust's seek to the group's committed offsets, seek on to checkpoint + 1 (the
+  Redis checkpoints are the truth for exactly-once; see ViewOffsets).
+- Commits: faust commits "up to the first gap in acknowledged offsets", and every transaction
+  marker is a gap, so its commits stopped at the first marker (a caught-up view showed ~95,000
+  events of lag in `kafka-consumer-groups`) while it kept every acknowledged offset past the gap
+  in memory (the projector's RSS grew ~200 bytes per event without end). This consumer commits,
+  per partition, the offset after the view's checkpoint instead, skipping the markers and
+  aborted records that follow it once everything fetched is applied, so Kafka's own tools show
+  the true lag (0 when caught up); and it keeps no acknowledged offsets.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import Any, Protocol
 
 import aiokafka
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
 
+class ViewOffsets(Protocol):
+    """What the transport asks the projector (set as `app.view_offsets`)."""
+
+    topic: str  # the source topic; other topics are left to faust
+
+    async def resume_positions(self, assigned: set[TP]) -> dict[TP, int]:
+        """Where to read on from after an assignment: checkpoint + 1 where there is one."""
+        ...
+
+    def checkpoint(self, partition: int) -> int | None:
+        """The offset of the last event the view has applied (None: nothing yet)."""
+        ...
+
+    async def committed(self, offsets: dict[int, int]) -> None:
+        """Called after the group's offsets were committed (partition -> offset)."""
+        ...
+
+
+def commit_offset(checkpoint: int | None, fetched: tuple[int, int] | None) -> int | None:
+    """The group offset that says "everything before this is applied".
+
+    `fetched` is (highest data offset the consumer has returned, its position right after), taken
+    together in the consumer's thread. When nothing fetched is beyond the checkpoint, everything
+    between the checkpoint and the position is a transaction marker or an aborted record, so the
+    position itself is committed; otherwise the offset after the checkpoint."""
+    if checkpoint is None:
+        return None
+    if fetched is not None:
+        highest, position = fetched
+        if highest <= checkpoint < position:
+            return position
+    return checkpoint + 1
+
+
 class ConsumerThread(driver.AIOKafkaConsumerThread):
+    # (topic, partition) -> (highest data offset returned, position after), replaced whole.
+    fetched: Mapping[tuple[str, int], tuple[int, int]] = {}
+
     def _create_worker_consumer(self, transport: Any) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # aiokafka keeps the constructor argument as-is until start(), when the fetcher reads it.
         consumer._isolation_level = "read_committed"
         return consumer
 
+    async def _fetch_records(self, consumer: aiokafka.AIOKafkaConsumer, *args: Any, **kwargs: Any) -> Any:
+        records = await super()._fetch_records(consumer, *args, **kwargs)
+        # Runs in the consumer's thread: no fetch can move the positions between these lines.
+        fetched = dict(self.fetched)
+        for tp, messages in records.items():
+            if messages:
+                key = (tp.topic, tp.partition)
+                highest = max(fetched.get(key, (-1, 0))[0], messages[-1].offset)
+                fetched[key] = (highest, fetched.get(key, (-1, 0))[1])
+        for key, (highest, _) in list(fetched.items()):
+            position = _position(consumer, key)
+            if position is None:
+                del fetched[key]  # no longer assigned
+            else:
+                fetched[key] = (highest, position)
+        for tp in consumer.assignment():
+            key = (tp.topic, tp.partition)
+            if key not in fetched and (position := _position(consumer, key)) is not None:
+                fetched[key] = (-1, position)
+        self.fetched = fetched
+        return records
+
+
+def _position(consumer: aiokafka.AIOKafkaConsumer, key: tuple[str, int]) -> int | None:
+    try:
+        state = consumer._subscription.subscription.assignment.state_value(aiokafka.TopicPartition(*key))
+    except AttributeError:  # not assigned any more (a rebalance)
+        return None
+    if state is None or not state.has_valid_position:
+        return None
+    return int(state.position)
+
 
 class Consumer(driver.Consumer):
+    _thread: ConsumerThread
+
     def _new_consumer_thread(self) -> ConsumerThread:
         return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    @property
+    def _view(self) -> ViewOffsets | None:
+        return getattr(self.app, "view_offsets", None)
+
     async def perform_seek(self) -> None:
         await super().perform_seek()
-        positions: Callable[[set[TP]], Awaitable[dict[TP, int]]] | None = getattr(
-            self.app, "resume_positions", None
-        )
-        if positions is not None:
-            for tp, offset in (await positions(set(self.assignment()))).items():
+        view = self._view
+        if view is not None:
+            for tp, offset in (await view.resume_positions(set(self.assignment()))).items():
                 await self.seek(tp, offset)
+
+    def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
+        view = self._view
+        if view is None:
+            yield from super()._filter_tps_with_pending_acks(topics)
+            return
+        # Every assigned partition of the source, also one that only received markers lately.
+        for tp in self.assignment():
+            if tp.topic == view.topic and (topics is None or tp in topics or tp.topic in topics):
+                yield tp
+
+    def _new_offset(self, tp: TP) -> int | None:
+        view = self._view
+        if view is None or tp.topic != view.topic:
+            return super()._new_offset(tp)
+        # Acknowledged offsets say nothing here: the checkpoint does. Keep none of them.
+        self._acked.pop(tp, None)
+        self._acked_index.pop(tp, None)
+        self._gap.pop(tp, None)
+        return commit_offset(
+            view.checkpoint(tp.partition), self._thread.fetched.get((tp.topic, tp.partition))
+        )
+
+    async def _commit(self, offsets: Mapping[TP, int]) -> bool:
+        committed = await super()._commit(offsets)
+        view = self._view
+        if committed and view is not None:
+            await view.committed({tp.partition: o for tp, o in offsets.items() if tp.topic == view.topic})
+        return bool(committed)
 
 
 class Transport(driver.Transport):

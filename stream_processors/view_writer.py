@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -77,6 +77,7 @@ class ViewWriter:
         self.view, self.generation = view, generation
         self.prefix = generation_prefix(view, generation)
         self.checkpoints = f"{self.prefix}checkpoints"
+        self.committed = f"{self.prefix}committed"  # group offsets as last committed by this view's readers
         self.channel_prefix = changes_channel_prefix(view)
         self.money_moved = client.register_script(MONEY_MOVED)
         # Checkpoints as last seen; they only grow, so anything at or below is surely applied.
@@ -113,6 +114,12 @@ class ViewWriter:
                     return applied
                 except WatchError:
                     continue
+
+    async def record_commits(self, offsets: Mapping[int, int]) -> None:
+        """Remember the group offsets this generation's readers committed last (after Kafka took
+        them): an offset found below them later was set by someone else, an operator's reset."""
+        if offsets:
+            await self.client.hset(self.committed, mapping={str(p): o for p, o in offsets.items()})
 
     async def apply_once(self, marker: str, ops: Sequence[Op]) -> bool:
         """Applies ops unless `marker` was applied before (re-driven dead letters: their offsets
