@@ -274,8 +274,11 @@ def offsets_reset(
     """Set a consumer group's committed offsets. Refused while the group has live members (stop
     them first: offsets of a running group would be overwritten by its next commit).
 
-    A projector's group rewound this way re-reads events, but its view skips everything at or
-    below its Redis checkpoints (exactly-once effect): to rebuild a view, use `views rebuild`."""
+    On a view's group (projector.<source>.<view>.g<N>) moving offsets back is a rebuild request:
+    when its projector starts, it builds a new generation from these offsets while generation N
+    keeps serving, then flips (the same path as `views rebuild`; Kafka's own
+    `kafka-consumer-groups --reset-offsets` does the same). Earliest rebuilds the whole view; a
+    time or explicit offsets build a generation of only the events from there on."""
     settings = OperatorSettings()
     admin = LogAdmin(settings.kafka_bootstrap_servers)
     topics = [topic] if topic else admin.topics_of(group)
@@ -289,6 +292,8 @@ def offsets_reset(
             raise _fail(str(exc)) from None
         shown = ", ".join(f"{p}:{o}" for p, o in sorted(offsets.items()))
         console.print(f"{group} on {name} -> {shown}")
+    if group.startswith("projector."):
+        console.print("its projector builds a new generation from these offsets when it starts")
 
 
 @dlq_app.command("list")

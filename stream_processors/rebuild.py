@@ -161,12 +161,17 @@ class Rebuilder:
             )
         return current
 
-    def _new_generation(self, reason: str, from_time: datetime | None) -> tuple[int, dict[int, int]]:
+    def _new_generation(
+        self, reason: str, from_time: datetime | None, from_offsets: dict[int, int] | None = None
+    ) -> tuple[int, dict[int, int]]:
         new = next_generation(self.gens, self.admin, self.source)
-        if from_time is None:
-            start = self.admin.earliest(self.topic)
-        else:
+        earliest = self.admin.earliest(self.topic)
+        if from_offsets is not None:
+            start = {p: from_offsets.get(p, low) for p, low in earliest.items()}
+        elif from_time is not None:
             start = self.admin.offsets_for_time(self.topic, from_time)
+        else:
+            start = earliest
         start_generation(self.gens, self.admin, self.source, new, reason, start)
         return new, start
 
@@ -205,26 +210,45 @@ class Rebuilder:
         self,
         *,
         from_time: datetime | None = None,
+        from_offsets: dict[int, int] | None = None,
+        reason: str | None = None,
         workers: int = 1,
         on_progress: Callable[[Progress], None] = lambda _: None,
         handover_timeout_s: float = 60,
+        flip_timeout_s: float = 300,
         grace_s: float = 5,
         worker_env: dict[str, str] | None = None,
     ) -> RebuildReport:
         old = self._serving()
         began = time.monotonic()
         since = f" from {from_time.isoformat()}" if from_time else ""
-        new, start = self._new_generation(f"rebuild of generation {old}{since}", from_time)
+        new, start = self._new_generation(
+            reason or f"rebuild of generation {old}{since}", from_time, from_offsets
+        )
         pool = self._workers(new, workers, worker_env)
         try:
             _, total = self._catch_up(new, start, pool, on_progress)
+            deadline = time.monotonic() + flip_timeout_s
             while not self.gens.flip(new):  # the live generation moved on: follow it a little more
                 pool.check()
+                if time.monotonic() > deadline:
+                    served, built = self.gens.checkpoints(old), self.gens.checkpoints(new)
+                    ahead = {p: (o, built.get(p, -1)) for p, o in served.items() if o > built.get(p, -1)}
+                    raise RebuildFailed(
+                        f"generation {new} stays behind generation {old} (partition: (old, new)) {ahead}; "
+                        f"generation {old} keeps serving"
+                    )
                 on_progress(Progress("flipping", total, total, 0.0))
                 time.sleep(0.2)
             seconds = time.monotonic() - began
             on_progress(Progress("handing over", total, total, 0.0))
             note = self._hand_over(old, handover_timeout_s)
+        except BaseException:  # failed or interrupted before the flip: the old generation serves on
+            pool.stop()
+            if self.gens.current() != new:
+                self.gens.drop(new)
+                self._delete_group(new)
+            raise
         finally:
             pool.stop()
         on_progress(Progress("removing the old generation", total, total, 0.0))

@@ -46,8 +46,14 @@ def start_generation(
     """A new generation's consumer group starts at `from_offsets`; it must reach the log's current
     last events before it may serve."""
     topic = events_topic(source)
+    targets = admin.last_event_offsets(topic)
+    # A partition with no event at or after its start offset has nothing to apply: its checkpoint
+    # starts at its last event (else the generation would wait for that partition for ever; and
+    # never past it, else a later generation from the earliest offsets could not flip after it).
+    nothing_to_apply = {p: targets[p] for p, start in from_offsets.items() if 0 <= targets.get(p, -1) < start}
+    # Known in Redis first: a consumer group without a known generation is abandoned and removed.
+    gens.create(generation, reason=reason, targets=targets, checkpoints=nothing_to_apply)
     admin.set_offsets(group_id(source, gens.view, generation), topic, from_offsets)
-    gens.create(generation, reason=reason, targets=admin.last_event_offsets(topic))
 
 
 def ensure_generation(redis_url: str, bootstrap: str, view: str, source: str) -> int:
@@ -90,3 +96,42 @@ def ensure_generation(redis_url: str, bootstrap: str, view: str, source: str) ->
                 client.delete(lock)
     finally:
         client.close()
+
+
+def operator_reset(gens: Generations, admin: LogAdmin, source: str, generation: int) -> dict[int, int] | None:
+    """The group's committed offsets if someone moved one of them below what this generation's
+    readers committed last (an operator's reset, by `cqrs offsets reset` or Kafka's own
+    `kafka-consumer-groups --reset-offsets`); else None. A crash between a batch's Redis commit
+    and its offset commit leaves the group at what was recorded, or above: never a reset."""
+    recorded = gens.recorded_commits(generation)
+    if not recorded:
+        return None
+    group = admin.committed(group_id(source, gens.view, generation), events_topic(source))
+    if any(p in recorded and offset < recorded[p] for p, offset in group.items()):
+        return group
+    return None
+
+
+def describe_offsets(offsets: dict[int, int], earliest: dict[int, int]) -> str:
+    if offsets == earliest:
+        return "the earliest offsets"
+    return ", ".join(f"{p}:{o}" for p, o in sorted(offsets.items()))
+
+
+def remove_abandoned_groups(gens: Generations, admin: LogAdmin, source: str) -> list[str]:
+    """Deletes the consumer groups of generations Redis no longer knows (dropped by a flip, lost
+    with Redis, left by a killed rebuild). A group still with members is left for the next call."""
+    known = set(gens.known())
+    removed = []
+    for generation in used_generations(admin, source, gens.view):
+        if generation in known:
+            continue
+        group = group_id(source, gens.view, generation)
+        if admin.members(group):
+            continue
+        try:
+            admin.delete_group(group)
+            removed.append(group)
+        except Exception as exc:  # a member joined meanwhile, or the coordinator moved: next time
+            log.info("consumer group %s not removed yet: %s", group, exc)
+    return removed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -22,3 +24,8 @@ class ProjectorSettings(BaseSettings):
     projector_status_interval_s: float = 1.0  # how often lag and a heartbeat go to Redis (/views)
     # Project into this generation instead of the current one (a rebuild or a verification).
     projector_generation: int | None = None
+    # Catch-up workers for a rebuild a projector starts itself (after an operator's offset reset).
+    projector_rebuild_workers: int = 2
+    stack_dir: Path = Path(".stack/dev")  # their logs go to <stack_dir>/services/logs
+    # How often a following projector removes the consumer groups of abandoned generations.
+    projector_cleanup_interval_s: float = 30.0

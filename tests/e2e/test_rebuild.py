@@ -156,3 +156,10 @@ def test_after_flushall_the_views_come_back_identical_without_manual_steps(
         assert gens.info(generation).state == "live"
         assert gens.digest(generation) == before[name][1], name
     assert read_until(q, f"/accounts/{account}", lambda r: r.status_code == 200).json() == seen
+    # The lost generations' consumer groups are removed by the projectors (every 30 s).
+    admin, deadline = LogAdmin(stack.kafka_bootstrap_servers), time.monotonic() + 120
+    for name, source in (("accounts", "account"), ("transfers", "transfer")):
+        left = [f"projector.{source}.{name}.g{views[name].current()}"]
+        while (groups := admin.groups(f"projector.{source}.{name}.")) != left:
+            assert time.monotonic() < deadline, f"groups of abandoned generations left: {groups}"
+            time.sleep(1)
