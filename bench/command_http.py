@@ -42,12 +42,14 @@ def main() -> None:
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap(),
         "COMMAND_API_PORT": str(PORT),
-        "AGGREGATE": aggregate,
+        "AGGREGATE": "account",
+        "COMMAND_API_AGGREGATES": "account",
+        "TOPIC_SUFFIX": aggregate,
         "PROCESSOR_GROUP_ID": f"command-processor.{aggregate}",
         "PROCESSOR_INSTANCE_ID": "bench",
     }
     runner = ServiceRunner(StackSettings(stack_dir=Path(".stack/bench")), env=env)
-    wanted = [s for s in services(PORT, PORT + 1) if s.name in ("command-processor", "command-api")]
+    wanted = [s for s in services(PORT, PORT + 1) if s.name in ("command-processor-account", "command-api")]
     try:
         for service in wanted:
             runner.start(service)

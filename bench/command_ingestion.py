@@ -101,7 +101,8 @@ def ours(count: int, accounts: list[str], processors: int) -> tuple[float, float
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap(),
-        "AGGREGATE": aggregate,
+        "AGGREGATE": "account",
+        "TOPIC_SUFFIX": aggregate,
         "PROCESSOR_GROUP_ID": f"command-processor.{aggregate}",
     }
     logs = Path(__file__).parent / "results"

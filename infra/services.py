@@ -11,6 +11,7 @@ from pathlib import Path
 
 from infra import processes
 from infra.settings import StackSettings
+from producers.aggregates import aggregates
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,10 @@ def services(command_port: int = 8001, query_port: int = 8002, projector_port: i
             f"http://127.0.0.1:{projector_port + 1}/metrics",
             {"PROJECTOR_VIEW": "transfers", "PROJECTOR_METRICS_PORT": str(projector_port + 1)},
         ),
-        Service("command-processor", "producers.processor"),
+        *(
+            Service(f"command-processor-{name}", "producers.processor", env={"AGGREGATE": name})
+            for name in aggregates()
+        ),
         Service("command-api", "producers.api.app", f"http://127.0.0.1:{command_port}/healthz"),
     ]
 

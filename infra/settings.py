@@ -51,7 +51,7 @@ class TopicSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    aggregates: str = "account,transfer"  # comma-separated: each gets the contract's topics
+    aggregates: str = ""  # comma-separated topic suffixes; default: every registered aggregate
     topic_partitions: int = 12
     topic_replication_factor: int = 1
     topic_min_insync_replicas: int = 1

@@ -10,6 +10,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type: ignore[attr-defined]
 
 from infra.settings import TopicSettings
+from producers.aggregates import aggregates
 from schemas.registry import SchemaRegistry
 from schemas.schema_log import SchemaLog
 from schemas.topics import TopicSpec, aggregate_topics, schemas_topic_spec
@@ -48,7 +49,7 @@ def _wait_visible(admin: AdminClient, names: list[str], timeout_s: float = 30) -
 
 
 def specs(settings: TopicSettings) -> list[TopicSpec]:
-    names = [name.strip() for name in settings.aggregates.split(",") if name.strip()]
+    names = [name.strip() for name in settings.aggregates.split(",") if name.strip()] or list(aggregates())
     per_aggregate = [spec for name in names for spec in aggregate_topics(name, settings.topic_partitions)]
     return [*per_aggregate, schemas_topic_spec()]
 

@@ -19,8 +19,10 @@ class ProcessorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    aggregate: str = "account"
-    processor_group_id: str = "command-processor.account"
+    aggregate: str = "account"  # which registered aggregate this processor writes
+    # Its topics are <kind>.<topic_suffix>; default the aggregate's name (tests use private ones).
+    topic_suffix: str | None = None
+    processor_group_id: str | None = None  # default: command-processor.<topic suffix>
     # Stable per instance (e.g. a StatefulSet ordinal) so a restart fences its own open
     # transaction at once; the default is unique per process, which is always safe.
     processor_instance_id: str = Field(default_factory=_unique_instance)
@@ -35,6 +37,14 @@ class ProcessorSettings(BaseSettings):
     # Events per partition between snapshot checkpoints (snapshots go in the same transaction).
     processor_snapshot_every: int = 1000
 
+    @property
+    def topics(self) -> str:
+        return self.topic_suffix or self.aggregate
+
+    @property
+    def group_id(self) -> str:
+        return self.processor_group_id or f"command-processor.{self.topics}"
+
 
 class CommandApiSettings(BaseSettings):
     """HTTP command API: produces commands and waits for their results."""
@@ -42,8 +52,22 @@ class CommandApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore")
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    aggregate: str = "account"
+    command_api_aggregates: str = ""  # comma-separated; empty: every registered aggregate
+    # With one served aggregate only: its topics are <kind>.<topic_suffix> (benchmarks use private ones).
+    topic_suffix: str | None = None
     command_api_host: str = "127.0.0.1"
     command_api_port: int = 8001
     command_timeout_s: float = 10.0
     command_api_workers: int = 1
+
+    def served_aggregates(self) -> list[str]:
+        from producers.aggregates import aggregates  # the registry imports the routes, which import this
+
+        named = [a.strip() for a in self.command_api_aggregates.split(",") if a.strip()]
+        served = named or list(aggregates())
+        if self.topic_suffix and len(served) != 1:
+            raise ValueError("TOPIC_SUFFIX needs exactly one aggregate in COMMAND_API_AGGREGATES")
+        return served
+
+    def topics(self, aggregate: str) -> str:
+        return self.topic_suffix or aggregate

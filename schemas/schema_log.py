@@ -40,10 +40,10 @@ class SchemaRefused(ValueError):
     """A schema that may not be registered; the message names the field and the rule."""
 
 
-def header(msg: Message, name: str) -> str | None:
+def header(msg: Any, name: str) -> str | None:
     """A Kafka header's value as text (the last one of that name), or None."""
     found = None
-    for key, value in msg.headers() or []:  # type: ignore[str-unpack]
+    for key, value in msg.headers() or []:
         if key == name and isinstance(value, bytes):
             found = value.decode(errors="replace")
     return found

@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 import uvicorn
 from fastapi import FastAPI
 
-from producers.api import errors, routes
+from producers.aggregates import aggregates
+from producers.api import errors
 from producers.api.gateway import CommandBus, CommandGateway
 from producers.settings import CommandApiSettings
 
@@ -16,11 +17,12 @@ from producers.settings import CommandApiSettings
 def create_app(settings: CommandApiSettings | None = None, gateway: CommandBus | None = None) -> FastAPI:
     """`gateway` is for tests (a fake); by default the Kafka one is made and started."""
     settings = settings or CommandApiSettings()
+    served = settings.served_aggregates()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nonlocal gateway
-        gateway = gateway or CommandGateway(settings)
+        gateway = gateway or CommandGateway(settings, served)
         gateway.start()
         app.state.gateway = gateway
         try:
@@ -35,7 +37,10 @@ def create_app(settings: CommandApiSettings | None = None, gateway: CommandBus |
         description="Writes: each request becomes a command on Kafka; the answer is its outcome.",
     )
     errors.install(app)
-    app.include_router(routes.router)
+    for served_aggregate in served:
+        router = aggregates()[served_aggregate].router
+        if router is not None:
+            app.include_router(router)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Submits commands to commands.<aggregate> and waits for their outcome on results.<aggregate>."""
+"""Submits commands to commands.<aggregate> and waits for their outcome on results.<aggregate>, for
+every aggregate the command API serves."""
 
 from __future__ import annotations
 
@@ -10,11 +11,10 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from producers.batches import next_batch
-from producers.domain.commands import Command
-from producers.handler import CommandEnvelope
+from producers.engine.batches import next_batch
+from producers.engine.handler import CommandEnvelope
+from producers.engine.wire import command_to_record
 from producers.settings import CommandApiSettings
-from producers.wire import command_to_record
 from schemas.codec import Codec, CodecError, SingleObjectCodec
 from schemas.headers import COMMAND_ID_HEADER
 from schemas.keys import partition_for
@@ -51,17 +51,18 @@ class CommandBus(Protocol):
 
     def close(self) -> None: ...
 
-    async def submit(self, envelope: CommandEnvelope, command: Command) -> Outcome: ...
+    async def submit(self, aggregate: str, envelope: CommandEnvelope, command: Any) -> Outcome: ...
 
 
 class CommandGateway:
     """One producer for commands, one thread reading every results partition from its end."""
 
-    def __init__(self, settings: CommandApiSettings, codec: Codec | None = None) -> None:
+    def __init__(
+        self, settings: CommandApiSettings, aggregates: list[str], codec: Codec | None = None
+    ) -> None:
         self.settings = settings
         self.codec = codec or SingleObjectCodec()
-        self.commands = commands_topic(settings.aggregate)
-        self.results = results_topic(settings.aggregate)
+        self.aggregates = aggregates
         base = {"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.nagle.disable": True}
         self.producer = Producer({**base, "linger.ms": 1, "enable.idempotence": True})
         self.consumer = Consumer(
@@ -73,7 +74,7 @@ class CommandGateway:
                 "fetch.wait.max.ms": 10,
             }
         )
-        self.partitions = 0
+        self.partitions: dict[str, int] = {}  # commands topic -> partition count
         self._waiters: dict[str, asyncio.Future[Outcome]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
@@ -83,15 +84,20 @@ class CommandGateway:
         """Read results from their current end, so no outcome of ours can be missed."""
         self._loop = asyncio.get_running_loop()
         metadata = self.consumer.list_topics(timeout=10)
-        topics = {name: metadata.topics.get(name) for name in (self.commands, self.results)}
+        self.topics = {a: self.settings.topics(a) for a in self.aggregates}
+        names = [t(self.topics[a]) for a in self.aggregates for t in (commands_topic, results_topic)]
+        topics = {name: metadata.topics.get(name) for name in names}
         missing = [name for name, t in topics.items() if t is None or t.error is not None]
         if missing:
             raise RuntimeError(f"topics {missing} do not exist: run `cqrs topics create`")
-        self.partitions = len(topics[self.commands].partitions)
         starts = []
-        for p in topics[self.results].partitions:
-            _, high = self.consumer.get_watermark_offsets(TopicPartition(self.results, p), timeout=10)
-            starts.append(TopicPartition(self.results, p, high))
+        for aggregate in self.aggregates:
+            suffix = self.topics[aggregate]
+            self.partitions[commands_topic(suffix)] = len(topics[commands_topic(suffix)].partitions)
+            results = results_topic(suffix)
+            for p in topics[results].partitions:
+                _, high = self.consumer.get_watermark_offsets(TopicPartition(results, p), timeout=10)
+                starts.append(TopicPartition(results, p, high))
         self.consumer.assign(starts)
         for target in (self._read_results, self._serve_deliveries):
             thread = threading.Thread(target=target, name=target.__name__, daemon=True)
@@ -105,17 +111,18 @@ class CommandGateway:
         self.producer.flush(5)
         self.consumer.close()
 
-    async def submit(self, envelope: CommandEnvelope, command: Command) -> Outcome:
+    async def submit(self, aggregate: str, envelope: CommandEnvelope, command: Any) -> Outcome:
         assert self._loop is not None, "start() first"
+        topic = commands_topic(self.topics[aggregate])
         future: asyncio.Future[Outcome] = self._loop.create_future()
         self._waiters[envelope.command_id] = future
         try:
             name, record = command_to_record(envelope, command)
             self.producer.produce(
-                self.commands,
+                topic,
                 key=envelope.aggregate_id,
                 value=self.codec.encode(name, record),
-                partition=partition_for(envelope.aggregate_id, self.partitions),
+                partition=partition_for(envelope.aggregate_id, self.partitions[topic]),
                 headers=[(COMMAND_ID_HEADER, envelope.command_id.encode())],
                 on_delivery=self._on_delivery(envelope.command_id),
             )

@@ -1,1 +1,1 @@
-"""The pure account domain: commands, events, rules. No I/O, no bytes."""
+"""Pure domains, one package per aggregate (commands, events, a decider); no I/O, no bytes."""

@@ -61,7 +61,7 @@ def test_an_idempotency_key_gives_one_effect_and_the_same_answer_across_a_restar
     key = {"Idempotency-Key": f"pay-{unique}"}
     first = c.post(f"/accounts/{account}/deposits", json={"amount": 700}, headers=key)
     second = c.post(f"/accounts/{account}/deposits", json={"amount": 700}, headers=key)
-    running.restart("command-processor")  # the answer must come back from what Kafka kept
+    running.restart("command-processor-account")  # the answer must come back from what Kafka kept
     third = c.post(f"/accounts/{account}/deposits", json={"amount": 700}, headers=key)
     assert [r.status_code for r in (first, second, third)] == [200, 200, 200]
     assert first.json() == second.json() == third.json()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaException
 
-from producers.processor import CommandProcessor
+from producers.processor import build
 from producers.settings import ProcessorSettings
 from tests.conftest import Stack
 from tests.support.kafka import Aggregate, CommandSender, Processor, read_topic, wait_for_results
@@ -22,10 +22,10 @@ def test_a_paused_processor_whose_partitions_moved_cannot_append(
     stack: Stack, unique: str, tmp_path: Path
 ) -> None:
     aggregate = Aggregate.create(stack.kafka_bootstrap_servers, unique, partitions=2)
-    zombie = CommandProcessor(
+    zombie = build(
         ProcessorSettings(
             kafka_bootstrap_servers=stack.kafka_bootstrap_servers,
-            aggregate=aggregate.name,
+            topic_suffix=aggregate.name,
             processor_group_id=f"command-processor.{aggregate.name}",
             processor_instance_id="zombie",
             processor_session_timeout_ms=6000,
@@ -34,7 +34,10 @@ def test_a_paused_processor_whose_partitions_moved_cannot_append(
     )
     zombie.producer.init_transactions()
     zombie.consumer.subscribe(
-        [zombie.commands], on_assign=zombie._on_assign, on_revoke=zombie._on_revoke, on_lost=zombie._on_revoke
+        [zombie.writer.commands],
+        on_assign=zombie._on_assign,
+        on_revoke=zombie._on_revoke,
+        on_lost=zombie._on_revoke,
     )
     sender = CommandSender(aggregate)
     account = f"z{unique}"

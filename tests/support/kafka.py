@@ -43,7 +43,8 @@ class Aggregate:
         return {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "AGGREGATE": self.name,
+            "AGGREGATE": "account",
+            "TOPIC_SUFFIX": self.name,
             "PROCESSOR_GROUP_ID": f"command-processor.{self.name}",
             "PROCESSOR_INSTANCE_ID": instance,
             "PROCESSOR_SESSION_TIMEOUT_MS": "6000",

@@ -6,9 +6,8 @@ from functools import reduce
 
 import pytest
 
-from producers.domain import errors
-from producers.domain.account import MAX_AMOUNT, Account, decide, evolve
-from producers.domain.commands import (
+from producers.domain.account import errors
+from producers.domain.account.commands import (
     ChangeOverdraftLimit,
     CloseAccount,
     Command,
@@ -18,7 +17,8 @@ from producers.domain.commands import (
     OpenAccount,
     WithdrawMoney,
 )
-from producers.domain.events import (
+from producers.domain.account.decider import MAX_AMOUNT, Account, decide, evolve
+from producers.domain.account.events import (
     AccountClosed,
     AccountCredited,
     AccountDebited,
@@ -43,10 +43,11 @@ ACCEPTED = [
     (account(-50, 50), ChangeOverdraftLimit(50), [OverdraftLimitChanged(50)]),  # limit == -balance
     (account(10), ChangeOverdraftLimit(0), [OverdraftLimitChanged(0)]),
     (account(0), CloseAccount(), [AccountClosed()]),  # closes only at zero
-    (account(30), DebitAccount("t1", 30, "b"), [AccountDebited("t1", 30, "b")]),
+    (account(30), DebitAccount("t1", 30, "b"), [AccountDebited("t1", 30, "b", "EUR")]),  # with its currency
     (account(), CreditAccount("t1", 30, "a"), [AccountCredited("t1", 30, "a")]),
     (account(closed=True), CreditAccount("t1", 30, "b", True), [AccountCredited("t1", 30, "b", True)]),
     (account(MAX_AMOUNT - 5), DepositMoney(5), [MoneyDeposited(5)]),
+    (account(), CreditAccount("t1", 30, "a", False, "EUR"), [AccountCredited("t1", 30, "a")]),
     (None, OpenAccount("a", "EUR", MAX_AMOUNT), [AccountOpened("a", "EUR", MAX_AMOUNT)]),
     (account(0, MAX_AMOUNT), WithdrawMoney(MAX_AMOUNT), [MoneyWithdrawn(MAX_AMOUNT)]),  # down to -MAX
     (account(), DepositMoney(MAX_AMOUNT), [MoneyDeposited(MAX_AMOUNT)]),
@@ -78,6 +79,7 @@ REJECTED = [
     (account(29), DebitAccount("t", 30, "b"), errors.InsufficientFunds),
     (None, CreditAccount("t", 5, "b"), errors.AccountNotFound),
     (account(MAX_AMOUNT - 5), DepositMoney(6), errors.BalanceLimitExceeded),
+    (account(), CreditAccount("t", 5, "b", False, "CHF"), errors.CurrencyMismatch),
     # The limits live here, not only in HTTP validation: the commands topic reaches decide directly.
     (None, OpenAccount("a", "EUR", MAX_AMOUNT + 1), errors.InvalidOverdraftLimit),
     (None, OpenAccount("a", "EUR", 2**62), errors.InvalidOverdraftLimit),

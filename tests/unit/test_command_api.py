@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from producers.api.app import create_app
 from producers.api.gateway import Outcome, OutcomeTimeout
-from producers.domain.commands import Command
-from producers.handler import CommandEnvelope
+from producers.engine.handler import CommandEnvelope
 from producers.settings import CommandApiSettings
 
 
 class FakeBus:
     def __init__(self) -> None:
-        self.submitted: list[tuple[CommandEnvelope, Command]] = []
+        self.submitted: list[tuple[CommandEnvelope, Any]] = []
         self.outcome: Outcome | Exception | None = None
 
     def start(self) -> None: ...
 
     def close(self) -> None: ...
 
-    async def submit(self, envelope: CommandEnvelope, command: Command) -> Outcome:
+    async def submit(self, aggregate: str, envelope: CommandEnvelope, command: Any) -> Outcome:
         self.submitted.append((envelope, command))
         if isinstance(self.outcome, Exception):
             raise self.outcome

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from producers.domain.commands import DepositMoney, WithdrawMoney
-from producers.domain.events import AccountOpened
-from producers.handler import (
+from producers.aggregates.account import AGGREGATE
+from producers.domain.account.commands import DepositMoney, WithdrawMoney
+from producers.domain.account.events import AccountOpened
+from producers.engine.handler import (
     Accepted,
     AlreadyHandled,
     CommandEnvelope,
@@ -22,12 +23,12 @@ def envelope(command_id: str, expected: int | None = None) -> CommandEnvelope:
 
 def opened() -> Stream:
     stream = Stream()
-    stream.apply(AccountOpened("alice", "EUR", 0), 1)
+    stream.apply(AGGREGATE, AccountOpened("alice", "EUR", 0), 1)
     return stream
 
 
 def run(stream: Stream, env: CommandEnvelope, command: object, previous: Outcome | None = None):  # type: ignore[no-untyped-def]
-    return handle(stream, env, command, previous, request_hash(env, command))  # type: ignore[arg-type]
+    return handle(AGGREGATE, stream, env, command, previous, request_hash(env, command))  # type: ignore[arg-type]
 
 
 def test_accepted_events_start_at_the_next_version() -> None:

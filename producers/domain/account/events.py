@@ -40,6 +40,7 @@ class AccountDebited:
     transfer_id: str
     amount: int
     counterparty_account_id: str
+    currency: str = ""  # the debited account's, so the credit can be checked against it (v2)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from producers.domain import errors
-from producers.domain.commands import (
+from producers.domain.account import errors
+from producers.domain.account.commands import (
     ChangeOverdraftLimit,
     CloseAccount,
     Command,
@@ -16,7 +16,7 @@ from producers.domain.commands import (
     OpenAccount,
     WithdrawMoney,
 )
-from producers.domain.events import (
+from producers.domain.account.events import (
     AccountClosed,
     AccountCredited,
     AccountDebited,
@@ -111,11 +111,15 @@ def decide(state: Account | None, command: Command) -> list[Event]:
                 raise errors.BalanceNotZero(f"the balance is {account.balance}, not 0")
             return [AccountClosed()]
         case DebitAccount(transfer_id, amount, counterparty):
-            _take(state, amount)
-            return [AccountDebited(transfer_id, amount, counterparty)]
-        case CreditAccount(transfer_id, amount, counterparty, reversal):
+            account = _take(state, amount)
+            return [AccountDebited(transfer_id, amount, counterparty, account.currency)]
+        case CreditAccount(transfer_id, amount, counterparty, reversal, currency):
             # A reversal returns money that left this account, so it lands even if closed since.
-            _give(state, amount, allow_closed=reversal)
+            account = _give(state, amount, allow_closed=reversal)
+            if currency is not None and currency != account.currency:
+                raise errors.CurrencyMismatch(
+                    f"the account is in {account.currency}, the money in {currency}"
+                )
             return [AccountCredited(transfer_id, amount, counterparty, reversal)]
     raise TypeError(f"not a command: {command!r}")
 

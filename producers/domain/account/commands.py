@@ -52,6 +52,7 @@ class CreditAccount:
     amount: int
     counterparty_account_id: str
     reversal: bool = False
+    currency: str | None = None  # the money's currency; refused if the account's differs (v2)
 
 
 Command = (

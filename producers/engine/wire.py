@@ -1,24 +1,20 @@
-"""Maps domain commands and events to and from the Avro records of the contract (the edge)."""
+"""Maps any aggregate's commands, events and snapshots to and from the Avro records of the contract
+(the edge), and results to outcomes. Records and dataclasses match by name, field by field."""
 
 from __future__ import annotations
 
 import dataclasses
-import typing
 from datetime import datetime
 from typing import Any
 
-from producers.domain import commands, events
-from producers.domain.account import Account
-from producers.handler import CommandEnvelope, Outcome, Stream
+from producers.engine.aggregate import Aggregate
+from producers.engine.handler import CommandEnvelope, Outcome, Stream
 
-AGGREGATE_TYPE = "account"
-
-_COMMANDS: dict[str, type[Any]] = {c.__name__: c for c in typing.get_args(commands.Command)}
-_EVENTS: dict[str, type[Any]] = {e.__name__: e for e in typing.get_args(events.Event)}
+CHECKPOINT_PREFIX = "_checkpoint."  # snapshot-topic key of a partition checkpoint (ids never start with _)
 
 
 class UnknownMessageType(ValueError):
-    """A record name this side has no class for."""
+    """A record name this aggregate has no class for."""
 
 
 _FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
@@ -32,18 +28,17 @@ def _field_names(cls: type[Any]) -> tuple[str, ...]:
 
 
 def payload(obj: Any) -> dict[str, Any]:
-    """The fields of a (flat) command or event dataclass."""
+    """The fields of a (flat) command, event or state dataclass."""
     return {name: getattr(obj, name) for name in _field_names(type(obj))}
 
 
-def _build(classes: dict[str, type[Any]], name: str, record: dict[str, Any]) -> Any:
-    cls = classes.get(name)
+def _build(cls: type[Any] | None, name: str, record: dict[str, Any]) -> Any:
     if cls is None:
         raise UnknownMessageType(f"unknown message type {name!r}")
-    return cls(**{name: record[name] for name in _field_names(cls)})
+    return cls(**{field: record[field] for field in _field_names(cls)})
 
 
-def command_to_record(envelope: CommandEnvelope, command: commands.Command) -> tuple[str, dict[str, Any]]:
+def command_to_record(envelope: CommandEnvelope, command: Any) -> tuple[str, dict[str, Any]]:
     record = {
         "command_id": envelope.command_id,
         "aggregate_id": envelope.aggregate_id,
@@ -55,7 +50,9 @@ def command_to_record(envelope: CommandEnvelope, command: commands.Command) -> t
     return type(command).__name__, record
 
 
-def command_from_record(name: str, record: dict[str, Any]) -> tuple[CommandEnvelope, commands.Command]:
+def command_from_record(
+    aggregate: Aggregate, name: str, record: dict[str, Any]
+) -> tuple[CommandEnvelope, Any]:
     envelope = CommandEnvelope(
         command_id=record["command_id"],
         aggregate_id=record["aggregate_id"],
@@ -63,12 +60,12 @@ def command_from_record(name: str, record: dict[str, Any]) -> tuple[CommandEnvel
         issued_at=record["issued_at"],
         expected_version=record["expected_version"],
     )
-    command: commands.Command = _build(_COMMANDS, name, record)
-    return envelope, command
+    return envelope, _build(aggregate.command_class(name), name, record)
 
 
 def event_to_record(
-    event: events.Event,
+    aggregate: Aggregate,
+    event: Any,
     *,
     event_id: str,
     aggregate_id: str,
@@ -79,7 +76,7 @@ def event_to_record(
     name = type(event).__name__
     record = {
         "event_id": event_id,
-        "aggregate_type": AGGREGATE_TYPE,
+        "aggregate_type": aggregate.name,
         "aggregate_id": aggregate_id,
         "version": version,
         "event_type": name,
@@ -92,38 +89,22 @@ def event_to_record(
     return name, record
 
 
-def event_from_record(name: str, record: dict[str, Any]) -> events.Event:
-    event: events.Event = _build(_EVENTS, name, record)
-    return event
-
-
-CHECKPOINT_PREFIX = "_checkpoint."  # snapshot-topic key of a partition checkpoint (ids never start with _)
+def event_from_record(aggregate: Aggregate, name: str, record: dict[str, Any]) -> Any:
+    return _build(aggregate.event_class(name), name, record)
 
 
 def snapshot_to_record(aggregate_id: str, stream: Stream, taken_at: datetime) -> dict[str, Any]:
-    state = stream.state
-    assert state is not None, "only opened accounts are snapshotted"
+    assert stream.state is not None, "only aggregates with a state are snapshotted"
     return {
         "aggregate_id": aggregate_id,
         "version": stream.version,
-        "owner_id": state.owner_id,
-        "currency": state.currency,
-        "balance": state.balance,
-        "overdraft_limit": state.overdraft_limit,
-        "closed": state.closed,
         "taken_at": taken_at,
+        **payload(stream.state),
     }
 
 
-def stream_from_snapshot(record: dict[str, Any]) -> Stream:
-    state = Account(
-        record["owner_id"],
-        record["currency"],
-        record["balance"],
-        record["overdraft_limit"],
-        record["closed"],
-    )
-    return Stream(state, record["version"])
+def stream_from_snapshot(aggregate: Aggregate, record: dict[str, Any]) -> Stream:
+    return Stream(_build(aggregate.state, aggregate.snapshot, record), record["version"])
 
 
 def rejection_reasons(codec: Any) -> frozenset[str]:

@@ -6,28 +6,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from producers.handler import NOT_OUTCOMES, Outcome, Stream
-from producers.wire import (
+from producers.engine.aggregate import Aggregate
+from producers.engine.batch import PartitionState
+from producers.engine.handler import NOT_OUTCOMES, Stream
+from producers.engine.wire import (
     CHECKPOINT_PREFIX,
     event_from_record,
     outcome_from_result,
     stream_from_snapshot,
 )
 from schemas.codec import Codec, CodecError
+from schemas.topics import events_topic, results_topic, snapshots_topic
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PartitionState:
-    streams: dict[str, Stream] = field(default_factory=dict)
-    handled: dict[str, Outcome] = field(default_factory=dict)
-    dirty: set[str] = field(default_factory=set)  # aggregates changed since the checkpoint
-    events_since_checkpoint: int = 0
 
 
 @dataclass(frozen=True)
@@ -54,9 +49,16 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, within_s: float = 30) ->
 
 
 class StateLoader:
-    def __init__(self, bootstrap: str, group_id: str, codec: Codec, topics: dict[str, str]) -> None:
-        self.bootstrap, self.group_id, self.codec = bootstrap, group_id, codec
-        self.events, self.results, self.snapshots = topics["events"], topics["results"], topics["snapshots"]
+    def __init__(
+        self, bootstrap: str, group_id: str, codec: Codec, aggregate: Aggregate, topics: str | None = None
+    ) -> None:
+        self.bootstrap, self.group_id, self.codec, self.aggregate = bootstrap, group_id, codec, aggregate
+        name = topics or aggregate.name
+        self.events, self.results, self.snapshots = (
+            events_topic(name),
+            results_topic(name),
+            snapshots_topic(name),
+        )
 
     def _consumer(self) -> Consumer:
         return Consumer(
@@ -128,7 +130,7 @@ class StateLoader:
         if key.startswith(CHECKPOINT_PREFIX):
             starts[msg.partition() or 0] = record["events_offset"]
         else:
-            state.streams[key] = stream_from_snapshot(record)
+            state.streams[key] = stream_from_snapshot(self.aggregate, record)
 
     def _event(self, msg: Message, state: PartitionState) -> None:
         try:
@@ -144,6 +146,8 @@ class StateLoader:
         stream = state.streams.setdefault(aggregate_id, Stream())
         if record["version"] <= stream.version:
             return  # already in the snapshot
-        stream.apply(event_from_record(decoded.name, record), record["version"])
+        stream.apply(
+            self.aggregate, event_from_record(self.aggregate, decoded.name, record), record["version"]
+        )
         state.dirty.add(aggregate_id)
         state.events_since_checkpoint += 1

@@ -1,17 +1,17 @@
-"""Per-command rules around the domain: idempotency by command id, expected version, then decide."""
+"""Per-command rules around any aggregate's decider: idempotency by command id, expected version,
+then decide."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 
-from producers.domain.account import Account, decide, evolve
-from producers.domain.commands import Command
 from producers.domain.errors import DomainError
-from producers.domain.events import Event
+from producers.engine.aggregate import Aggregate
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,15 @@ class CommandEnvelope:
 
 @dataclass
 class Stream:
-    """What the single writer knows about one aggregate."""
+    """What the single writer knows about one aggregate instance."""
 
-    state: Account | None = None
+    state: Any = None
     version: int = 0
 
-    def apply(self, event: Event, version: int) -> None:
+    def apply(self, aggregate: Aggregate, event: Any, version: int) -> None:
         if version != self.version + 1:
             raise ValueError(f"version {version} does not follow {self.version}")
-        self.state = evolve(self.state, event)
+        self.state = aggregate.evolve(self.state, event)
         self.version = version
 
 
@@ -56,7 +56,7 @@ NOT_OUTCOMES = frozenset({"idempotency_key_reused", "wrong_partition", "malforme
 
 @dataclass(frozen=True)
 class Accepted:
-    events: list[Event]
+    events: list[Any]
     first_version: int  # version of events[0]; the rest follow contiguously
 
 
@@ -76,14 +76,19 @@ class AlreadyHandled:
 Decision = Accepted | Rejected | AlreadyHandled
 
 
-def request_hash(envelope: CommandEnvelope, command: Command) -> str:
+def request_hash(envelope: CommandEnvelope, command: Any) -> str:
     """Digest of what the command asks for, so a reused command id with another body is caught."""
     body = (type(command).__name__, envelope.aggregate_id, envelope.expected_version, command)
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
 def handle(
-    stream: Stream, envelope: CommandEnvelope, command: Command, previous: Outcome | None, digest: str
+    aggregate: Aggregate,
+    stream: Stream,
+    envelope: CommandEnvelope,
+    command: Any,
+    previous: Outcome | None,
+    digest: str,
 ) -> Decision:
     """Decide one command against one aggregate's stream. Pure: the caller appends."""
     if previous is not None:
@@ -102,7 +107,7 @@ def handle(
             stream.version,
         )
     try:
-        events = decide(stream.state, command)
+        events = aggregate.decide(stream.state, command)
     except DomainError as exc:
         return Rejected(exc.reason, exc.detail, stream.version)
     return Accepted(events, stream.version + 1)

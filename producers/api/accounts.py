@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from fastapi import APIRouter, Path, Response
+from pydantic import BaseModel, Field, StrictInt
 
-from producers.api.errors import CommandRejected, ErrorBody, InvalidHeader
-from producers.api.gateway import CommandBus, Outcome
-from producers.domain.account import MAX_AMOUNT  # the domain's limit, so HTTP and Kafka agree
-from producers.domain.commands import (
+from producers.api.submit import Body, Bus, IdempotencyKey, IfMatch, errors, keyed_id, submit
+from producers.domain.account.commands import (
     ChangeOverdraftLimit,
     CloseAccount,
     Command,
@@ -20,51 +16,25 @@ from producers.domain.commands import (
     OpenAccount,
     WithdrawMoney,
 )
-from producers.handler import CommandEnvelope
+from producers.domain.account.decider import MAX_AMOUNT  # the domain's limit, so HTTP and Kafka agree
 
-_KEYS = uuid.UUID("6f1d8a52-3c1e-4b8e-9a57-0d7a0e1f2b44")  # namespace for Idempotency-Key ids
-
+AGGREGATE = "account"
 router = APIRouter(tags=["accounts"])
-
-
-async def get_bus(request: Request) -> CommandBus:
-    bus: CommandBus = request.app.state.gateway
-    return bus
-
-
-Bus = Annotated[CommandBus, Depends(get_bus)]
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        description="Retry safely: the same key and body give the same answer and one effect.",
-    ),
-]
-IfMatch = Annotated[
-    str | None,
-    Header(alias="If-Match", max_length=40, description='Expected version, e.g. "3"; 412 if stale.'),
-]
 AccountId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class OpenAccountBody(_Body):
+class OpenAccountBody(Body):
     owner_id: str = Field(min_length=1, max_length=200)
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
     overdraft_limit: StrictInt = Field(default=0, ge=0, le=MAX_AMOUNT)
 
 
-class AmountBody(_Body):
+class AmountBody(Body):
     amount: StrictInt = Field(gt=0, le=MAX_AMOUNT, description="minor units")
     reference: str | None = Field(default=None, max_length=200)
 
 
-class ChangeAccountBody(_Body):
+class ChangeAccountBody(Body):
     overdraft_limit: StrictInt = Field(ge=0, le=MAX_AMOUNT)
 
 
@@ -74,52 +44,27 @@ class CommandAccepted(BaseModel):
     position: str
 
 
-_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in {
-        404: "no such account",
-        409: "a rule refused it (reason code in `error`)",
-        412: "If-Match is stale; `current_version` says the version now",
-        422: "invalid request, or an Idempotency-Key reused with another body",
-        503: "Kafka is unavailable",
-        504: "the outcome is not known in time; retry with the same key",
-    }.items()
-}
-
-
-def _expected_version(if_match: str | None) -> int | None:
-    if if_match is None:
-        return None
-    text = if_match.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise InvalidHeader("If-Match", 'must be a quoted version number, e.g. "3"')
-    return int(text)
+_ERRORS = errors(
+    s404="no such account",
+    s409="a rule refused it (reason code in `error`)",
+    s412="If-Match is stale; `current_version` says the version now",
+    s422="invalid request, or an Idempotency-Key reused with another body",
+    s503="Kafka is unavailable",
+    s504="the outcome is not known in time; retry with the same key",
+)
 
 
 async def _run(
-    bus: CommandBus,
+    bus: Bus,
     response: Response,
-    aggregate_id: str,
+    account_id: str,
     command: Command,
     key: str | None,
     if_match: str | None = None,
 ) -> CommandAccepted:
-    # A key is scoped to its account: the same key on another account is another command.
-    command_id = str(uuid.uuid5(_KEYS, f"{aggregate_id}:{key}")) if key else str(uuid.uuid4())
-    envelope = CommandEnvelope(
-        command_id=command_id,
-        aggregate_id=aggregate_id,
-        correlation_id=command_id,
-        issued_at=datetime.now(UTC),
-        expected_version=_expected_version(if_match),
-    )
-    outcome: Outcome = await bus.submit(envelope, command)
-    if not outcome.accepted:
-        raise CommandRejected(outcome.reason or "rejected", outcome.detail or "", outcome.version)
+    outcome = await submit(bus, response, AGGREGATE, account_id, command, key, if_match)
     assert outcome.version is not None and outcome.position is not None
-    response.headers["X-Position"] = outcome.position
-    response.headers["ETag"] = f'"{outcome.version}"'
-    return CommandAccepted(account_id=aggregate_id, version=outcome.version, position=outcome.position)
+    return CommandAccepted(account_id=account_id, version=outcome.version, position=outcome.position)
 
 
 @router.post("/accounts", status_code=201, response_model=CommandAccepted, responses=_ERRORS)
@@ -127,9 +72,7 @@ async def open_account(
     body: OpenAccountBody, bus: Bus, response: Response, idempotency_key: IdempotencyKey = None
 ) -> CommandAccepted:
     """Open an account; with an Idempotency-Key its id is derived from the key."""
-    account_id = (
-        str(uuid.uuid5(_KEYS, f"account:{idempotency_key}")) if idempotency_key else str(uuid.uuid4())
-    )
+    account_id = keyed_id("account", idempotency_key)
     command = OpenAccount(body.owner_id, body.currency, body.overdraft_limit)
     return await _run(bus, response, account_id, command, idempotency_key)
 

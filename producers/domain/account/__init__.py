@@ -1,0 +1,1 @@
+"""The account aggregate's pure domain: commands, events, rules. No I/O, no bytes."""
