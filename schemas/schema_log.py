@@ -267,4 +267,10 @@ def codec_reading_the_log(bootstrap: str, client_config: dict[str, Any] | None =
     """A codec of its own registry that looks up unknown fingerprints on the schemas topic."""
     registry = SchemaRegistry()
     schema_log = SchemaLog(bootstrap, registry, client_config=client_config)
+    try:  # registered versions of records this code does not know are written with them too
+        schema_log.refresh()
+    except KafkaException as exc:
+        log.warning(
+            "the schemas topic could not be read yet (%s); it is read on the first unknown frame", exc
+        )
     return SingleObjectCodec(registry, lookup=schema_log.lookup)

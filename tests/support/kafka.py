@@ -96,7 +96,7 @@ class CommandSender:
 
 
 def read_topic(
-    bootstrap: str, topic: str, *, committed: bool = True, decode: bool = True
+    bootstrap: str, topic: str, *, committed: bool = True, decode: bool = True, with_codec: Any = None
 ) -> Iterator[tuple[int, int, bytes | None, Any]]:
     """(partition, offset, key, decoded record) of every committed record (every record at all,
     aborted ones included, with committed=False), to the current end."""
@@ -124,7 +124,7 @@ def read_topic(
             for msg in consumer.consume(1000, timeout=0.5):
                 if msg.error():
                     raise RuntimeError(msg.error())
-                value = codec.decode(msg.value()).record if decode else msg
+                value = (with_codec or codec).decode(msg.value()).record if decode else msg
                 yield msg.partition(), msg.offset(), msg.key(), value
             for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
                 if tp.offset >= ends[tp.partition]:

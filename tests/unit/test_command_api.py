@@ -17,6 +17,7 @@ from producers.settings import CommandApiSettings
 class FakeBus:
     def __init__(self) -> None:
         self.submitted: list[tuple[CommandEnvelope, Any]] = []
+        self.calls: list[tuple[str, CommandEnvelope, Any]] = []
         self.outcome: Outcome | Exception | None = None
 
     def start(self) -> None: ...
@@ -25,6 +26,7 @@ class FakeBus:
 
     async def submit(self, aggregate: str, envelope: CommandEnvelope, command: Any) -> Outcome:
         self.submitted.append((envelope, command))
+        self.calls.append((aggregate, envelope, command))
         if isinstance(self.outcome, Exception):
             raise self.outcome
         return self.outcome or Outcome(envelope.command_id, envelope.aggregate_id, True, 1, "0-5", None, None)
