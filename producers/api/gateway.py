@@ -6,14 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from producers.engine.batches import next_batch
-from producers.engine.handler import CommandEnvelope
-from producers.engine.wire import command_to_record
+from producers.engine.handler import CommandEnvelope, Outcome
+from producers.engine.wire import command_to_record, outcome_from_result
 from producers.settings import CommandApiSettings
 from schemas.codec import Codec, CodecError, SingleObjectCodec
 from schemas.headers import COMMAND_ID_HEADER
@@ -21,17 +20,6 @@ from schemas.keys import partition_for
 from schemas.topics import commands_topic, results_topic
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    command_id: str
-    aggregate_id: str
-    accepted: bool
-    version: int | None
-    position: str | None
-    reason: str | None
-    detail: str | None
 
 
 class OutcomeTimeout(Exception):
@@ -175,15 +163,4 @@ class CommandGateway:
                     log.error("undecodable result at offset %s: %s", msg.offset(), exc)
                     continue
                 if record["command_id"] in self._waiters:
-                    self._resolve(
-                        record["command_id"],
-                        Outcome(
-                            command_id=record["command_id"],
-                            aggregate_id=record["aggregate_id"],
-                            accepted=record["status"] == "ACCEPTED",
-                            version=record["version"],
-                            position=record["position"],
-                            reason=record["reason"],
-                            detail=record["detail"],
-                        ),
-                    )
+                    self._resolve(record["command_id"], outcome_from_result(record))

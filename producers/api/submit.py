@@ -11,8 +11,8 @@ from fastapi import Depends, Header, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from producers.api.errors import CommandRejected, ErrorBody, InvalidHeader
-from producers.api.gateway import CommandBus, Outcome
-from producers.engine.handler import CommandEnvelope
+from producers.api.gateway import CommandBus
+from producers.engine.handler import CommandEnvelope, Outcome
 
 _KEYS = uuid.UUID("6f1d8a52-3c1e-4b8e-9a57-0d7a0e1f2b44")  # namespace for Idempotency-Key ids
 

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from producers.api.app import create_app
-from producers.api.gateway import Outcome, OutcomeTimeout
-from producers.engine.handler import CommandEnvelope
+from producers.api.gateway import OutcomeTimeout
+from producers.engine.handler import CommandEnvelope, Outcome
 from producers.settings import CommandApiSettings
 
 
@@ -29,7 +29,7 @@ class FakeBus:
         self.calls.append((aggregate, envelope, command))
         if isinstance(self.outcome, Exception):
             raise self.outcome
-        return self.outcome or Outcome(envelope.command_id, envelope.aggregate_id, True, 1, "0-5", None, None)
+        return self.outcome or Outcome(True, 1, "0-5", None, None, None)
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_malformed_json_gets_422_not_500(client: TestClient) -> None:
     [("account_not_found", 404), ("version_mismatch", 412), ("account_exists", 409)],
 )
 def test_rejections_map_to_http(client: TestClient, bus: FakeBus, reason: str, status: int) -> None:
-    bus.outcome = Outcome("c", "acc-1", False, 3, None, reason, "because")
+    bus.outcome = Outcome(False, 3, None, reason, "because", None)
     response = client.post("/accounts/acc-1/deposits", json={"amount": 5})
     assert response.status_code == status
     assert response.json()["error"] == reason
