@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 # On a command: its command id again, so that even a command whose value cannot be decoded gets a
 # result keyed by the id its sender waits for. Must equal the record's `command_id`.
 COMMAND_ID_HEADER = "command_id"
@@ -9,3 +11,12 @@ COMMAND_ID_HEADER = "command_id"
 # aggregate's partition (value: the partition it was sent to); that partition's writer answers
 # `wrong_partition`. Senders never set it.
 MISROUTED_FROM_HEADER = "misrouted_from"
+
+
+def header(msg: Any, name: str) -> str | None:
+    """A Kafka header's value as text (the last one of that name), or None."""
+    found = None
+    for key, value in msg.headers() or []:
+        if key == name and isinstance(value, bytes):
+            found = value.decode(errors="replace")
+    return found

@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from schemas.codec import SingleObjectCodec
 from schemas.compatibility import can_read
+from schemas.headers import header
 from schemas.registry import (
     InvalidSchema,
     Origin,
@@ -38,15 +39,6 @@ log = logging.getLogger(__name__)
 
 class SchemaRefused(ValueError):
     """A schema that may not be registered; the message names the field and the rule."""
-
-
-def header(msg: Any, name: str) -> str | None:
-    """A Kafka header's value as text (the last one of that name), or None."""
-    found = None
-    for key, value in msg.headers() or []:
-        if key == name and isinstance(value, bytes):
-            found = value.decode(errors="replace")
-    return found
 
 
 def incompatibilities(registry: SchemaRegistry, candidate: SchemaVersion) -> list[str]:

@@ -31,10 +31,9 @@ from producers.engine.wire import (
     snapshot_to_record,
 )
 from schemas.codec import Codec, CodecError
-from schemas.headers import COMMAND_ID_HEADER, MISROUTED_FROM_HEADER
+from schemas.headers import COMMAND_ID_HEADER, MISROUTED_FROM_HEADER, header
 from schemas.keys import event_key, partition_for
 from schemas.positions import Position
-from schemas.schema_log import header
 from schemas.topics import commands_topic, events_topic, results_topic, snapshots_topic
 
 log = logging.getLogger(__name__)
