@@ -22,10 +22,10 @@ from schemas.topics import events_topic
 from stream_processors.deadletters import read_letters, replay
 from stream_processors.generations import Generations
 from stream_processors.log_admin import GroupHasMembers, LogAdmin
-from stream_processors.projections.registry import VIEWS, view_spec
 from stream_processors.rebuild import Progress as RebuildProgress
 from stream_processors.rebuild import Rebuilder, RebuildFailed
 from stream_processors.recovery import group_id
+from stream_processors.views.registry import VIEWS, view_spec
 
 T = TypeVar("T")
 views_app = typer.Typer(

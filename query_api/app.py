@@ -1,9 +1,11 @@
-"""Composition root of the query API: settings, Redis pool, notifications, routes, error mapping."""
+"""Composition root of the query API: settings -> adapters (Redis pool, view reader, change
+notifications, schema catalog) -> routes and error mapping."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as redis
@@ -20,7 +22,8 @@ from query_api.errors import error_response
 from query_api.metrics import MetricsMiddleware, RequestMetrics
 from query_api.notifications import ChangeNotifications
 from query_api.settings import QueryApiSettings
-from query_api.views import SERVED_VIEWS, ViewNotReady, ViewReader, ViewRebuilding
+from query_api.views import SERVED_VIEWS, ViewReader
+from stream_processors.store import ViewNotReady, ViewRebuilding
 
 
 def _without_null_parameters(document: dict[str, Any]) -> dict[str, Any]:
@@ -41,31 +44,51 @@ def get_openapi_document(app: FastAPI) -> dict[str, Any]:
     return get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
 
 
-def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
+@dataclass
+class Adapters:
+    """What the routes read from (app.state); tests may pass others to create_app."""
+
+    reader: ViewReader  # the views (ViewReads) and their generations and readiness
+    notifications: dict[str, ChangeNotifications]  # per served view: read-your-writes waits, streams
+    schemas: schemas.SchemaCatalog | None  # GET /schemas (None: not served)
+
+
+@asynccontextmanager
+async def redis_adapters(settings: QueryApiSettings) -> AsyncIterator[Adapters]:
+    # A blocking pool: under a burst, a request waits for a free connection instead of failing.
+    pool = redis.BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.redis_max_connections, timeout=5
+    )
+    client = redis.Redis(connection_pool=pool)
+    notifications = {view: ChangeNotifications(client, view) for view in SERVED_VIEWS}
+    catalog = schemas.SchemaCatalog(settings.kafka_bootstrap_servers)
+    for feed in notifications.values():
+        await feed.start()
+    try:
+        yield Adapters(ViewReader(client), notifications, catalog)
+    finally:
+        for feed in notifications.values():
+            await feed.close()
+        await client.aclose()
+        catalog.close()
+
+
+def create_app(
+    settings: QueryApiSettings | None = None,
+    adapters: Callable[[QueryApiSettings], AbstractAsyncContextManager[Adapters]] = redis_adapters,
+) -> FastAPI:
     settings = settings or QueryApiSettings()
     metrics = RequestMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # A blocking pool: under a burst, a request waits for a free connection instead of failing.
-        pool = redis.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=settings.redis_max_connections, timeout=5
-        )
-        client = redis.Redis(connection_pool=pool)
-        app.state.settings = settings
-        app.state.metrics = metrics
-        app.state.reader = ViewReader(client)
-        app.state.notifications = {view: ChangeNotifications(client, view) for view in SERVED_VIEWS}
-        app.state.schemas = schemas.SchemaCatalog(settings.kafka_bootstrap_servers)
-        for notifications in app.state.notifications.values():
-            await notifications.start()
-        try:
+        async with adapters(settings) as wired:
+            app.state.settings = settings
+            app.state.metrics = metrics
+            app.state.reader = wired.reader
+            app.state.notifications = wired.notifications
+            app.state.schemas = wired.schemas
             yield
-        finally:
-            for notifications in app.state.notifications.values():
-                await notifications.close()
-            await client.aclose()
-            app.state.schemas.close()
 
     app = FastAPI(
         title="Query API",
@@ -87,6 +110,7 @@ def create_app(settings: QueryApiSettings | None = None) -> FastAPI:
 
     handle(errors.AccountNotFound, 404, "account_not_found")
     handle(errors.TransferNotFound, 404, "transfer_not_found")
+    handle(errors.StatementNotFound, 404, "statement_not_found")
     handle(schemas.SchemaNotFound, 404, "schema_not_found")
     handle(schemas.SchemasUnavailable, 503, "schemas_unavailable", **{"Retry-After": "2"})
     handle(errors.InvalidQuery, 422, "validation_error")

@@ -25,6 +25,13 @@ class TransferNotFound(Exception):
         super().__init__(f"no transfer {transfer_id}")
 
 
+class StatementNotFound(Exception):
+    def __init__(self, account_id: str, month: str) -> None:
+        super().__init__(
+            f"no statement of account {account_id} for {month}: no such account, or not open yet"
+        )
+
+
 class InvalidQuery(Exception):
     def __init__(self, name: str, message: str) -> None:
         super().__init__(f"{name}: {message}")

@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 
 from query_api.notifications import ChangeNotifications
-from query_api.views import ViewReader
+from stream_processors.store import ViewReads
+from stream_processors.views import accounts
 
 
 def frame(event: str, event_id: int, data: dict[str, Any]) -> bytes:
@@ -19,7 +20,7 @@ def frame(event: str, event_id: int, data: dict[str, Any]) -> bytes:
 
 
 async def account_events(
-    reader: ViewReader,
+    reader: ViewReads,
     notifications: ChangeNotifications,
     account_id: str,
     *,
@@ -40,7 +41,7 @@ async def account_events(
         quiet_s = 0.0
         while True:
             changed.clear()  # before the read: a change committed after it sets the flag again
-            for change in await reader.changes(account_id, last):
+            for change in await accounts.changes(reader, account_id, last):
                 last = change["version"]
                 yield frame("change", last, change)
                 quiet_s = 0.0

@@ -14,13 +14,14 @@ from collections.abc import Iterator
 import orjson
 import redis.asyncio as redis
 
+from stream_processors import layout
+
 log = logging.getLogger(__name__)
 
 
 class ChangeNotifications:
     def __init__(self, client: redis.Redis, view: str, recheck_s: float = 0.25) -> None:
         self.client, self.view, self.recheck_s = client, view, recheck_s
-        self._channel_prefix = f"view:{view}:changed:"
         self._waiters: dict[int, list[tuple[int, asyncio.Future[None]]]] = defaultdict(list)
         self._watchers: dict[str, set[asyncio.Event]] = defaultdict(set)
         self._listener: asyncio.Task[None] | None = None
@@ -41,10 +42,10 @@ class ChangeNotifications:
         return sum(len(events) for events in self._watchers.values())
 
     async def applied(self, partition: int, offset: int) -> bool:
-        generation = await self.client.get(f"view:{self.view}:current")
+        generation = await self.client.get(layout.current(self.view))
         if generation is None:
             return False
-        done = await self.client.hget(f"view:{self.view}:g{int(generation)}:checkpoints", str(partition))
+        done = await self.client.hget(layout.checkpoints(self.view, int(generation)), str(partition))
         return done is not None and int(done) >= offset
 
     async def wait(self, partition: int, offset: int, timeout_s: float) -> bool:
@@ -95,14 +96,14 @@ class ChangeNotifications:
         for target, future in list(self._waiters.get(change["partition"], [])):
             if change["offset"] >= target and not future.done():
                 future.set_result(None)
-        for event in self._watchers.get(channel.removeprefix(self._channel_prefix), ()):
+        for event in self._watchers.get(layout.changed_subject(self.view, channel), ()):
             event.set()
 
     async def _listen(self) -> None:
         while True:
             try:
                 pubsub = self.client.pubsub()
-                await pubsub.psubscribe(f"{self._channel_prefix}*")
+                await pubsub.psubscribe(layout.changes_pattern(self.view))
                 async for message in pubsub.listen():
                     if message.get("type") == "pmessage":
                         channel = message["channel"]

@@ -15,11 +15,13 @@ from query_api.errors import (
     ErrorBody,
     InvalidQuery,
     NotYetApplied,
+    StatementNotFound,
     TooManyStreams,
     TransferNotFound,
 )
 from query_api.live import account_events
-from query_api.views import ACCOUNTS, TRANSFERS, ViewReader
+from stream_processors.store import ViewReads
+from stream_processors.views import accounts, statements, transfers
 
 router = APIRouter(tags=["accounts"])
 
@@ -36,14 +38,14 @@ After = Annotated[
 WaitMs = Annotated[int, Query(ge=0, le=10_000, description="longest wait for `after`, in ms")]
 
 
-async def applied(request: Request, after: str | None, wait_ms: int, view: str = ACCOUNTS) -> ViewReader:
+async def applied(request: Request, after: str | None, wait_ms: int, view: str = accounts.NAME) -> ViewReads:
     """The view reader, once the view has applied `after` (a position) if one is given."""
     state = request.app.state
     if after is not None:
         partition, offset = (int(part) for part in after.split("-"))
         if not await state.notifications[view].wait(partition, offset, wait_ms / 1000):
             raise NotYetApplied(f"the view has not applied position {after} within {wait_ms} ms")
-    reader: ViewReader = state.reader
+    reader: ViewReads = state.reader
     return reader
 
 
@@ -81,7 +83,7 @@ async def get_account(
     wait_ms: WaitMs = 2000,
 ) -> Response:
     reader = await applied(request, after, wait_ms)
-    account = await reader.account(account_id)
+    account = await accounts.account(reader, account_id)
     if account is None:
         raise AccountNotFound(account_id)
     return _versioned(account, if_none_match)
@@ -92,8 +94,8 @@ class TransferView(BaseModel):
     from_account_id: str
     to_account_id: str
     amount: int
-    status: Literal["requested", "completed", "failed"]
-    reason: str | None = None  # a failure's code, e.g. insufficient_funds
+    status: Literal["requested", "debited", "reversing", "completed", "failed"]
+    reason: str | None = None  # a failure's code, e.g. insufficient_funds (also while reversing)
     detail: str | None = None
     version: int
     requested_at: str
@@ -122,8 +124,8 @@ async def get_transfer(
     wait_ms: WaitMs = 2000,
 ) -> Response:
     """A transfer's accounts, amount and status; `after` is a position in the transfers' log."""
-    reader = await applied(request, after, wait_ms, TRANSFERS)
-    transfer = await reader.transfer(transfer_id)
+    reader = await applied(request, after, wait_ms, transfers.NAME)
+    transfer = await transfers.transfer(reader, transfer_id)
     if transfer is None:
         raise TransferNotFound(transfer_id)
     return _versioned(transfer, if_none_match)
@@ -188,7 +190,7 @@ async def get_transactions(
     """Oldest first; a cursor names the last version seen, so pages stay stable under appends."""
     reader = await applied(request, after, wait_ms)
     seen = int(cursor[1:]) if cursor else 0
-    items = await reader.transactions(account_id, seen, limit)
+    items = await accounts.transactions(reader, account_id, seen, limit)
     if items is None:
         raise AccountNotFound(account_id)
     next_cursor = f"v{items[-1]['version']}" if len(items) == limit else None
@@ -200,7 +202,7 @@ async def get_owner_accounts(
     request: Request, owner_id: OwnerId, after: After = None, wait_ms: WaitMs = 2000
 ) -> Response:
     reader = await applied(request, after, wait_ms)
-    items = await reader.owner_accounts(owner_id)
+    items = await accounts.owner_accounts(reader, owner_id)
     return Response(orjson.dumps({"items": items}), media_type="application/json")
 
 
@@ -224,10 +226,49 @@ async def get_daily_stats(
         datetime.date.fromisoformat(date)
     except ValueError:
         raise InvalidQuery("date", f"{date} is not a calendar date") from None
-    totals = await reader.daily(date, currency)
+    totals = await accounts.daily(reader, date, currency)
     return Response(
         orjson.dumps({"date": date, "currency": currency, **totals}), media_type="application/json"
     )
+
+
+class Statement(BaseModel):
+    account_id: str
+    month: str  # YYYY-MM
+    currency: str
+    opening_balance: int
+    deposits: int
+    withdrawals: int
+    transfers_in: int  # transfers' reversals included
+    transfers_out: int
+    closing_balance: int  # opening_balance + deposits - withdrawals + transfers_in - transfers_out
+
+
+Month = Annotated[
+    str, Path(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$", description="a calendar month, YYYY-MM (UTC)")
+]
+
+
+@router.get(
+    "/accounts/{account_id}/statements/{month}",
+    response_model=Statement,
+    tags=["statements"],
+    responses={
+        404: {"model": ErrorBody, "description": "no such account, or the month is before it was opened"},
+        422: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
+)
+async def get_statement(
+    request: Request, account_id: AccountId, month: Month, after: After = None, wait_ms: WaitMs = 2000
+) -> Response:
+    """The account's statement of a month: opening balance, deposits, withdrawals, transfers in and
+    out, closing balance (the current month's so far). `after` is a position of the accounts' log."""
+    reader = await applied(request, after, wait_ms, statements.NAME)
+    statement = await statements.statement(reader, account_id, month)
+    if statement is None:
+        raise StatementNotFound(account_id, month)
+    return Response(orjson.dumps(statement), media_type="application/json")
 
 
 _STREAM_DOC = """Server-sent events of the account's changes, live.
@@ -260,11 +301,11 @@ async def stream_account(
     ] = None,
 ) -> StreamingResponse:
     state = request.app.state
-    reader: ViewReader = state.reader
-    feed = state.notifications[ACCOUNTS]
+    reader: ViewReads = state.reader
+    feed = state.notifications[accounts.NAME]
     if feed.streams >= state.settings.query_api_max_streams:
         raise TooManyStreams(f"this process already serves {state.settings.query_api_max_streams} streams")
-    account = await reader.account(account_id)
+    account = await accounts.account(reader, account_id)
     if account is None:
         raise AccountNotFound(account_id)
     events = account_events(

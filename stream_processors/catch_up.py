@@ -24,12 +24,12 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 
 from schemas.schema_log import codec_reading_the_log
 from schemas.topics import dead_letters_topic, events_topic
-from stream_processors.projections.registry import view_spec
 from stream_processors.projector import DeadLetter, Projector, RawRecord
 from stream_processors.read_committed import commit_offset
 from stream_processors.recovery import group_id
 from stream_processors.settings import ProjectorSettings
 from stream_processors.view_writer import ViewWriter
+from stream_processors.views.registry import view_spec
 
 log = logging.getLogger("catch_up")
 
@@ -84,10 +84,10 @@ async def run(settings: CatchUpSettings) -> None:
         tp.partition: tp.offset
         for tp in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
     }
-    done = await client.hmget(writer.checkpoints, [str(p) for p in partitions])
+    done = await writer.load_checkpoints(partitions)
     start = {
-        p: int(cp) + 1 if cp is not None else committed[p] if committed.get(p, -1) >= 0 else OFFSET_BEGINNING
-        for p, cp in zip(partitions, done, strict=True)
+        p: done[p] + 1 if p in done else committed[p] if committed.get(p, -1) >= 0 else OFFSET_BEGINNING
+        for p in partitions
     }
     consumer.assign([TopicPartition(topic, p, offset) for p, offset in start.items()])
     log.info("%s g%d: applying partitions %s from %s", spec.name, generation, partitions, start)

@@ -13,9 +13,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from schemas.codec import Codec, DecodeError
 from schemas.topics import dead_letters_topic
+from stream_processors import layout
 from stream_processors.log_admin import LogAdmin
-from stream_processors.projections.registry import ViewSpec
-from stream_processors.view_writer import ProjectedEvent, ViewWriter, current_key
+from stream_processors.store import ProjectedEvent
+from stream_processors.view_writer import ViewWriter
+from stream_processors.views.base import ViewSpec
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def replay(letters: list[Letter], spec: ViewSpec, redis_url: str, codec: Codec) 
 
 async def _replay(letters: list[Letter], spec: ViewSpec, redis_url: str, codec: Codec) -> ReplayReport:
     client = aredis.Redis.from_url(redis_url)
-    current = await client.get(current_key(spec.name))
+    current = await client.get(layout.current(spec.name))
     if current is None:
         await client.aclose()
         raise ValueError(f"the {spec.name} view has no generation yet")

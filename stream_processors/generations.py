@@ -1,13 +1,6 @@
 """A view's generations in Redis: which one is current, each one's state and bookkeeping, the atomic
-flip from one to the next, removing a retired one, and a digest of a generation's data.
-
-Keys (all under `view:<view>:`):
-- `current` -> N: the generation queries read and following projectors write;
-- `generations`: the set of generations that exist;
-- `g<N>:meta`: state (`rebuilding` | `live` | `retired`), why it was made, when, and its targets
-  (`target:<partition>` = the last event it must apply before it can serve);
-- `g<N>:checkpoints`, `g<N>:status`: written by the projector (last applied offset, heartbeat);
-- everything else under `g<N>:` is the view's data.
+flip from one to the next, removing a retired one, and a digest of a generation's data. The keys
+are described in stream_processors/layout.py.
 """
 
 from __future__ import annotations
@@ -21,7 +14,7 @@ from typing import Any
 import redis
 from redis.exceptions import WatchError
 
-BOOKKEEPING = ("checkpoints", "committed", "status", "meta", "deadletters:replayed")
+from stream_processors import layout
 
 
 def int_map(raw: Mapping[bytes, bytes], prefix: str = "") -> dict[int, int]:
@@ -60,42 +53,36 @@ class Generations:
         self.client: Any = client  # redis-py's sync types are unions with its async ones
         self.view = view
 
-    def key(self, name: str) -> str:
-        return f"view:{self.view}:{name}"
-
-    def gkey(self, generation: int, name: str) -> str:
-        return f"view:{self.view}:g{generation}:{name}"
-
     def current(self) -> int | None:
-        raw = self.client.get(self.key("current"))
+        raw = self.client.get(layout.current(self.view))
         return int(raw) if raw is not None else None
 
     def known(self) -> list[int]:
-        members = self.client.smembers(self.key("generations"))
+        members = self.client.smembers(layout.generations(self.view))
         current = self.current()
         return sorted({int(m) for m in members} | ({current} if current is not None else set()))
 
     def info(self, generation: int) -> GenerationInfo:
-        raw_meta = self.client.hgetall(self.gkey(generation, "meta"))
+        raw_meta = self.client.hgetall(layout.meta(self.view, generation))
         meta = {k.decode(): v.decode() for k, v in raw_meta.items()}
         return GenerationInfo(
             generation=generation,
             state=meta.get("state", "unknown"),
             reason=meta.get("reason", ""),
             created_at_ms=int(meta["created_at_ms"]) if "created_at_ms" in meta else None,
-            targets=int_map(raw_meta, "target:"),
+            targets=int_map(raw_meta, layout.TARGET),
             checkpoints=self.checkpoints(generation),
         )
 
     def has_meta(self, generation: int) -> bool:
-        return bool(self.client.exists(self.gkey(generation, "meta")))
+        return bool(self.client.exists(layout.meta(self.view, generation)))
 
     def recorded_commits(self, generation: int) -> dict[int, int]:
         """The group offsets the generation's readers committed last (see ViewWriter.record_commits)."""
-        return int_map(self.client.hgetall(self.gkey(generation, "committed")))
+        return int_map(self.client.hgetall(layout.committed(self.view, generation)))
 
     def checkpoints(self, generation: int) -> dict[int, int]:
-        return int_map(self.client.hgetall(self.gkey(generation, "checkpoints")))
+        return int_map(self.client.hgetall(layout.checkpoints(self.view, generation)))
 
     def create(
         self,
@@ -109,10 +96,11 @@ class Generations:
         """Registers a generation being built, with the events it must reach before it may serve
         (and checkpoints for partitions where it starts past them: nothing to apply there)."""
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.delete(self.gkey(generation, "meta"))
+            pipe.delete(layout.meta(self.view, generation))
             if checkpoints:
                 pipe.hset(
-                    self.gkey(generation, "checkpoints"), mapping={str(p): o for p, o in checkpoints.items()}
+                    layout.checkpoints(self.view, generation),
+                    mapping={str(p): o for p, o in checkpoints.items()},
                 )
             mapping: dict[str, str | int] = {
                 "state": "rebuilding",
@@ -120,9 +108,9 @@ class Generations:
                 "created_at_ms": int(time.time() * 1000),
                 "from_time": from_time,
             }
-            mapping.update({f"target:{p}": o for p, o in targets.items()})
-            pipe.hset(self.gkey(generation, "meta"), mapping=mapping)
-            pipe.sadd(self.key("generations"), generation)
+            mapping.update({f"{layout.TARGET}{p}": o for p, o in targets.items()})
+            pipe.hset(layout.meta(self.view, generation), mapping=mapping)
+            pipe.sadd(layout.generations(self.view), generation)
             pipe.execute()
 
     def adopt(self, generation: int, expected_current: int | None) -> bool:
@@ -130,12 +118,12 @@ class Generations:
         it is live), unless another process changed `current` meanwhile."""
         with self.client.pipeline(transaction=True) as pipe:
             try:
-                pipe.watch(self.key("current"))
-                raw = pipe.get(self.key("current"))
+                pipe.watch(layout.current(self.view))
+                raw = pipe.get(layout.current(self.view))
                 if (int(raw) if raw is not None else None) != expected_current:
                     return False
                 pipe.multi()
-                pipe.set(self.key("current"), generation)
+                pipe.set(layout.current(self.view), generation)
                 pipe.execute()
                 return True
             except WatchError:
@@ -148,22 +136,22 @@ class Generations:
         while True:
             with self.client.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(self.key("current"))
-                    raw = pipe.get(self.key("current"))
+                    pipe.watch(layout.current(self.view))
+                    raw = pipe.get(layout.current(self.view))
                     old = int(raw) if raw is not None else None
                     if old == new:
                         return True
                     if old is not None:
-                        pipe.watch(self.gkey(old, "checkpoints"), self.gkey(new, "checkpoints"))
-                        served = int_map(pipe.hgetall(self.gkey(old, "checkpoints")))
-                        built = int_map(pipe.hgetall(self.gkey(new, "checkpoints")))
+                        pipe.watch(layout.checkpoints(self.view, old), layout.checkpoints(self.view, new))
+                        served = int_map(pipe.hgetall(layout.checkpoints(self.view, old)))
+                        built = int_map(pipe.hgetall(layout.checkpoints(self.view, new)))
                         if any(built.get(p, -1) < offset for p, offset in served.items()):
                             return False
                     pipe.multi()
-                    pipe.set(self.key("current"), new)
-                    pipe.hset(self.gkey(new, "meta"), "state", "live")
+                    pipe.set(layout.current(self.view), new)
+                    pipe.hset(layout.meta(self.view, new), "state", "live")
                     if old is not None:
-                        pipe.hset(self.gkey(old, "meta"), "state", "retired")
+                        pipe.hset(layout.meta(self.view, old), "state", "retired")
                     pipe.execute()
                     return True
                 except WatchError:
@@ -175,24 +163,25 @@ class Generations:
             raise ValueError(f"generation {generation} of {self.view} is current; flip first")
         removed = 0
         keys: list[bytes] = []
-        for key in self.client.scan_iter(match=f"view:{self.view}:g{generation}:*", count=batch):
+        for key in self.client.scan_iter(match=layout.scan_pattern(self.view, generation), count=batch):
             keys.append(key)
             if len(keys) >= batch:
                 removed += int(self.client.unlink(*keys))
                 keys = []
         if keys:
             removed += int(self.client.unlink(*keys))
-        self.client.srem(self.key("generations"), generation)
+        self.client.srem(layout.generations(self.view), generation)
         return removed
 
     def digest(self, generation: int) -> tuple[str, int]:
         """sha256 over every data key of a generation (generation stripped from the name) and its
         content, type-aware; bookkeeping (checkpoints, status, meta) is left out."""
-        prefix = f"view:{self.view}:g{generation}:"
+        prefix = layout.prefix(self.view, generation)
+        pattern = layout.scan_pattern(self.view, generation)
         keys = sorted(
             name
-            for name in (k.decode() for k in self.client.scan_iter(match=f"{prefix}*", count=1000))
-            if name[len(prefix) :] not in BOOKKEEPING
+            for name in (k.decode() for k in self.client.scan_iter(match=pattern, count=1000))
+            if name[len(prefix) :] not in layout.BOOKKEEPING
         )
         sha = hashlib.sha256()
         for key in keys:

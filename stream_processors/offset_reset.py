@@ -13,6 +13,7 @@ from pathlib import Path
 import redis
 
 from schemas.topics import events_topic
+from stream_processors import layout
 from stream_processors.generations import Generations
 from stream_processors.log_admin import LogAdmin
 from stream_processors.rebuild import Progress, Rebuilder
@@ -32,7 +33,7 @@ def rebuild_if_reset(
         )
     client = redis.Redis.from_url(redis_url)
     gens, admin = Generations(client, view), LogAdmin(bootstrap)
-    lock = f"view:{view}:recovery"
+    lock = layout.recovery_lock(view)
     try:
         while not client.set(lock, os.getpid(), nx=True, ex=LOCK_S):
             time.sleep(0.5)  # another projector of this view is checking, or rebuilding

@@ -8,18 +8,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.codec import Codec, DecodeError
-from stream_processors.projections.ops import Op
-from stream_processors.view_writer import ProjectedEvent, ViewWriter
+from stream_processors.store import ProjectedEvent, ViewStore
+from stream_processors.views.base import Projection
 
 log = logging.getLogger(__name__)
-
-Projection = Callable[[str, dict[str, Any]], list[Op]]
 
 
 @dataclass(frozen=True)
@@ -74,7 +71,7 @@ class Projector:
         view: str,
         codec: Codec,
         projection: Projection,
-        writer: ViewWriter,
+        writer: ViewStore,
         dead_letters: DeadLetterSink,
     ) -> None:
         self.view = view

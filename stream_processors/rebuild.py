@@ -24,8 +24,8 @@ import redis
 from schemas.topics import events_topic
 from stream_processors.generations import GenerationInfo, Generations
 from stream_processors.log_admin import LogAdmin
-from stream_processors.projections.registry import view_spec
 from stream_processors.recovery import group_id, next_generation, start_generation
+from stream_processors.views.registry import view_spec
 
 
 class RebuildFailed(Exception):

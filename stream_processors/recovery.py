@@ -12,6 +12,7 @@ import time
 import redis
 
 from schemas.topics import events_topic
+from stream_processors import layout
 from stream_processors.generations import Generations
 from stream_processors.log_admin import LogAdmin
 
@@ -60,7 +61,7 @@ def ensure_generation(redis_url: str, bootstrap: str, view: str, source: str) ->
     """The current generation when it is intact, else a new one built from the earliest offsets."""
     client = redis.Redis.from_url(redis_url)
     gens = Generations(client, view)
-    lock = f"view:{view}:recovery"
+    lock = layout.recovery_lock(view)
     try:
         while True:
             try:

@@ -12,7 +12,7 @@ class ProjectorSettings(BaseSettings):
 
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     redis_url: str = "redis://127.0.0.1:6379/0"
-    projector_view: str = "accounts"  # which view this process builds (stream_processors/projections)
+    projector_view: str = "accounts"  # which view this process builds (stream_processors/views/registry.py)
     aggregate: str | None = None  # read events.<aggregate> instead of the view's own source
     projector_batch_size: int = 1000
     projector_batch_within_s: float = 0.02

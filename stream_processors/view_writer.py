@@ -1,28 +1,30 @@
-"""Applies a batch of projected events to Redis atomically with the per-partition checkpoint."""
+"""The Redis adapter of a ViewStore: applies a batch of projected events to one generation of a
+view atomically with the per-partition checkpoint."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import orjson
 import redis.asyncio as redis
 from redis.exceptions import WatchError
 
+from stream_processors import layout
 from stream_processors.generations import behind, int_map
-from stream_processors.projections.ops import HashIncrement, HashSet, MoneyMoved, Op, SetAdd, SortedSetAdd
+from stream_processors.ops import HashIncrement, HashSet, MoneyMoved, Op, SetAdd, SortedSetAdd
+from stream_processors.store import GenerationState, ProjectedEvent
 
 # One money movement, atomically inside the batch's MULTI: balance, version, the transaction entry
 # with the balance after it, and the daily totals in the account's currency. Balances stay below
 # 2^53 (a domain rule), so Lua's numbers hold them exactly.
 MONEY_MOVED = """
 local balance = redis.call('HINCRBY', KEYS[1], 'balance', ARGV[1])
-redis.call('HSET', KEYS[1], 'version', ARGV[2], 'updated_at', ARGV[6])
+redis.call('HSET', KEYS[1], 'version', ARGV[2], 'updated_at', ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3] .. ',"balance_after":' .. string.format('%d', balance) .. '}')
-if ARGV[7] == '1' then
+if ARGV[6] == '1' then
   local currency = redis.call('HGET', KEYS[1], 'currency')
   if currency then
-    local daily = ARGV[4] .. ARGV[5] .. ':' .. currency
+    local daily = ARGV[4] .. currency
     local delta = tonumber(ARGV[1])
     if delta >= 0 then
       redis.call('HINCRBY', daily, 'deposits', delta)
@@ -34,39 +36,11 @@ if ARGV[7] == '1' then
 end
 return balance
 """
-_DAILY_TYPES = {"deposit", "withdrawal"}
-
-
-@dataclass(frozen=True)
-class ProjectedEvent:
-    partition: int
-    offset: int
-    ops: list[Op]
-    subject: str | None = None  # the view row it changed (e.g. an account id), for notifications
-    version: int | None = None
-
-
-@dataclass(frozen=True)
-class GenerationState:
-    current: int | None  # the view's current generation
-    meta_state: str | None  # this generation's state; None when its metadata is gone
-    caught_up: bool  # its checkpoints have reached its targets
-
-
-def current_key(view: str) -> str:
-    return f"view:{view}:current"
-
-
-def changes_channel_prefix(view: str) -> str:
-    return f"view:{view}:changed:"
-
-
-def generation_prefix(view: str, generation: int) -> str:
-    return f"view:{view}:g{generation}:"
 
 
 class ViewWriter:
-    """Exactly-once effect: ops and checkpoint in one MULTI/EXEC; offsets at or below it are skipped.
+    """A ViewStore on Redis. Exactly-once effect: ops and checkpoint in one MULTI/EXEC; offsets at
+    or below the checkpoint are skipped.
 
     The checkpoint hash is WATCHed, so two writers that briefly own one partition during a
     rebalance cannot both apply the same events: the second EXEC fails and re-reads.
@@ -75,10 +49,9 @@ class ViewWriter:
     def __init__(self, client: redis.Redis, view: str, generation: int) -> None:
         self.client = client
         self.view, self.generation = view, generation
-        self.prefix = generation_prefix(view, generation)
-        self.checkpoints = f"{self.prefix}checkpoints"
-        self.committed = f"{self.prefix}committed"  # group offsets as last committed by this view's readers
-        self.channel_prefix = changes_channel_prefix(view)
+        self.prefix = layout.prefix(view, generation)
+        self.checkpoints = layout.checkpoints(view, generation)
+        self.committed = layout.committed(view, generation)  # group offsets as last committed by readers
         self.money_moved = client.register_script(MONEY_MOVED)
         # Checkpoints as last seen; they only grow, so anything at or below is surely applied.
         self.known_checkpoints: dict[int, int] = {}
@@ -115,6 +88,16 @@ class ViewWriter:
                 except WatchError:
                     continue
 
+    async def load_checkpoints(self, partitions: Sequence[int]) -> dict[int, int]:
+        ordered = sorted(partitions)
+        if not ordered:
+            return {}
+        raw = await self.client.hmget(self.checkpoints, [str(p) for p in ordered])
+        found = {p: int(cp) for p, cp in zip(ordered, raw, strict=True) if cp is not None}
+        for p, cp in found.items():
+            self.known_checkpoints[p] = max(cp, self.known_checkpoints.get(p, -1))
+        return found
+
     async def record_commits(self, offsets: Mapping[int, int]) -> None:
         """Remember the group offsets this generation's readers committed last (after Kafka took
         them): an offset found below them later was set by someone else, an operator's reset."""
@@ -124,7 +107,7 @@ class ViewWriter:
     async def apply_once(self, marker: str, ops: Sequence[Op]) -> bool:
         """Applies ops unless `marker` was applied before (re-driven dead letters: their offsets
         are already behind the checkpoint). False when it had been applied."""
-        replayed = f"{self.prefix}deadletters:replayed"
+        replayed = layout.replayed(self.view, self.generation)
         while True:
             async with self.client.pipeline(transaction=True) as pipe:
                 try:
@@ -156,33 +139,33 @@ class ViewWriter:
                 message = orjson.dumps(
                     {"version": event.version, "partition": event.partition, "offset": event.offset}
                 )
-                pipe.publish(f"{self.channel_prefix}{subject}", message)
+                pipe.publish(layout.changes_channel(self.view, subject), message)
             await pipe.execute()
 
     async def publish_status(self, lags: dict[int, int], now_ms: int) -> None:
         """The projector's heartbeat for `/views` and the operator CLI: per-partition lag (records
         of the source partition not fetched yet) and when it was measured."""
         async with self.client.pipeline(transaction=False) as pipe:
-            mapping: dict[str | bytes, int] = {f"lag:{p}": lag for p, lag in lags.items()}
+            mapping: dict[str | bytes, int] = {f"{layout.LAG}{p}": lag for p, lag in lags.items()}
             mapping["updated_at_ms"] = now_ms
-            pipe.hset(f"{self.prefix}status", mapping=mapping)  # type: ignore[arg-type]
+            pipe.hset(layout.status(self.view, self.generation), mapping=mapping)  # type: ignore[arg-type]
             await pipe.execute()
 
     async def generation_state(self) -> GenerationState:
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.get(current_key(self.view))
-            pipe.hgetall(f"{self.prefix}meta")
+            pipe.get(layout.current(self.view))
+            pipe.hgetall(layout.meta(self.view, self.generation))
             pipe.hgetall(self.checkpoints)
             current, meta, checkpoints = await pipe.execute()
         state = meta.get(b"state")
         return GenerationState(
             current=int(current) if current is not None else None,
             meta_state=state.decode() if state is not None else None,
-            caught_up=not behind(int_map(checkpoints), int_map(meta, "target:")),
+            caught_up=not behind(int_map(checkpoints), int_map(meta, layout.TARGET)),
         )
 
     async def go_live(self) -> None:
-        await self.client.hset(f"{self.prefix}meta", "state", "live")
+        await self.client.hset(layout.meta(self.view, self.generation), "state", "live")
 
     async def _queue(self, pipe: redis.client.Pipeline, op: Op) -> None:
         match op:
@@ -196,7 +179,6 @@ class ViewWriter:
                 pipe.zadd(self.prefix + key, {member: score})
             case MoneyMoved():
                 entry = orjson.dumps(op.entry)[:-1].decode()  # the script appends balance_after
-                daily = "1" if op.entry.get("type") in _DAILY_TYPES else "0"
                 await self.money_moved(
                     keys=[self.prefix + op.account_key, self.prefix + op.transactions_key],
                     args=[
@@ -204,9 +186,8 @@ class ViewWriter:
                         op.version,
                         entry,
                         self.prefix + op.daily_prefix,
-                        op.day,
                         op.updated_at,
-                        daily,
+                        "1" if op.daily else "0",
                     ],
                     client=pipe,
                 )

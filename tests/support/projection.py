@@ -107,10 +107,21 @@ def free_port() -> int:
 
 
 class ProjectorProcess(ChildProcess):
-    def __init__(self, aggregate: Aggregate, redis_url: str, log_dir: Path, generation: int = 1) -> None:
+    """A projector of `events.<aggregate>` pinned to a generation, or (generation=None) following
+    the current one, building the first from the log as a deployed projector does."""
+
+    def __init__(
+        self,
+        aggregate: Aggregate,
+        redis_url: str,
+        log_dir: Path,
+        generation: int | None = 1,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.aggregate, self.redis_url, self.generation = aggregate, redis_url, generation
-        self.log = log_dir / f"projector-g{generation}.log"
+        self.log = log_dir / f"projector-g{generation or 'current'}.log"
         self.metrics_port = free_port()
+        self.env = env or {}
         self.process = None
 
     def start(self) -> ProjectorProcess:
@@ -119,10 +130,12 @@ class ProjectorProcess(ChildProcess):
             "KAFKA_BOOTSTRAP_SERVERS": self.aggregate.bootstrap,
             "AGGREGATE": self.aggregate.name,
             "REDIS_URL": self.redis_url,
-            "PROJECTOR_GENERATION": str(self.generation),
             "PROJECTOR_SESSION_TIMEOUT_S": "6",  # the broker's minimum: a killed member leaves fast
             "PROJECTOR_METRICS_PORT": str(self.metrics_port),
+            **self.env,
         }
+        if self.generation is not None:
+            env["PROJECTOR_GENERATION"] = str(self.generation)
         self.spawn("stream_processors.app", env)
         return self
 

@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from stream_processors.projections.accounts import UnknownEventType, project
-from stream_processors.projections.ops import HashSet, MoneyMoved, SetAdd, SortedSetAdd
+from stream_processors.ops import HashSet, MoneyMoved, SetAdd, SortedSetAdd
+from stream_processors.views.accounts import project
+from stream_processors.views.base import UnknownEventType
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 STAMP = "2026-01-02T03:04:05.678Z"
@@ -68,7 +69,8 @@ def test_money_events_move_the_balance_with_a_transaction_entry(
         delta,
     )
     assert op.entry["type"] == kind and op.entry["amount"] == abs(delta) and op.entry["version"] == 4
-    assert (op.day, op.updated_at) == ("2026-01-02", STAMP)
+    assert (op.daily_prefix, op.updated_at) == ("daily:2026-01-02:", STAMP)
+    assert op.daily == (kind in ("deposit", "withdrawal"))  # transfers are not in the daily totals
 
 
 @pytest.mark.parametrize(

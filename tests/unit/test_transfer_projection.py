@@ -4,10 +4,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stream_processors.projections.base import UnknownEventType
-from stream_processors.projections.ops import HashSet
-from stream_processors.projections.registry import view_spec
-from stream_processors.projections.transfers import project
+from stream_processors.ops import HashSet
+from stream_processors.views.base import UnknownEventType
+from stream_processors.views.transfers import project
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 STAMP = "2026-01-02T03:04:05.678Z"
@@ -33,12 +32,17 @@ def test_a_transfer_is_requested_then_completed_or_failed() -> None:
     ]
 
 
+def test_a_debited_transfer_is_reversed_when_the_target_refuses() -> None:
+    assert project("TransferDebited", {**BASE, "version": 2}) == [
+        HashSet("transfer:t-1", {"status": "debited", "version": 2, "updated_at": STAMP})
+    ]
+    refused = {"reason": "account_closed", "detail": "b is closed"}
+    reversing = {**BASE, "version": 3, "from_account_id": "a", "to_account_id": "b", "amount": 5, **refused}
+    assert project("TransferReversing", reversing) == [
+        HashSet("transfer:t-1", {"status": "reversing", **refused, "version": 3, "updated_at": STAMP})
+    ]
+
+
 def test_an_account_event_is_not_a_transfer_event() -> None:
     with pytest.raises(UnknownEventType):
         project("MoneyDeposited", {**BASE, "version": 1})
-
-
-def test_the_registry_names_each_view_and_its_source() -> None:
-    assert (view_spec("transfers").source, view_spec("accounts").source) == ("transfer", "account")
-    with pytest.raises(ValueError, match="the views are accounts, transfers"):
-        view_spec("nope")
