@@ -274,6 +274,10 @@ try:
        -d '{{"amount": 1250}}'
   curl -s {q}/accounts/<account_id>
   curl -N {q}/accounts/<account_id>/stream      (live updates, server-sent events)
+  curl -s -X POST {c}/transfers -H 'content-type: application/json' \\
+       -d '{{"from_account_id": "<account_id>", "to_account_id": "<other>", "amount": 500}}'
+  curl -s {q}/transfers/<transfer_id>            (requested, debited, completed or failed)
+  cqrs kafka consumer-groups --list             (Kafka's own tools, --bootstrap-server filled in)
 
 Ctrl-C stops everything this run started.""")
 

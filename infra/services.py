@@ -32,6 +32,12 @@ def services(command_port: int = 8001, query_port: int = 8002, projector_port: i
             f"http://127.0.0.1:{projector_port + 1}/metrics",
             {"PROJECTOR_VIEW": "transfers", "PROJECTOR_METRICS_PORT": str(projector_port + 1)},
         ),
+        Service(
+            "projector-statements",
+            "stream_processors.app",
+            f"http://127.0.0.1:{projector_port + 2}/metrics",
+            {"PROJECTOR_VIEW": "statements", "PROJECTOR_METRICS_PORT": str(projector_port + 2)},
+        ),
         *(
             Service(f"command-processor-{name}", "producers.processor", env={"AGGREGATE": name})
             for name in aggregates()

@@ -40,6 +40,22 @@ def wait_ready(queries: httpx.Client, within_s: float = 180) -> None:
         time.sleep(0.2)
 
 
+def wait_commands_served(commands: httpx.Client, within_s: float = 180) -> None:
+    """The command processors answer once they have loaded their partitions (on a stack that
+    has grown, a first command can otherwise time out): open one account, retried with one key."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            response = commands.post("/accounts", json={"owner_id": "e2e-probe", "currency": "EUR"},
+                                     headers={"Idempotency-Key": "e2e-readiness-probe"})  # fmt: skip
+            if response.status_code == 201:
+                return
+        except httpx.TimeoutException:
+            pass
+        assert time.monotonic() < deadline, "the command processors never answered"
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="session")
 def running(stack: Stack) -> Iterator[Services]:
     env = {
@@ -59,6 +75,7 @@ def running(stack: Stack) -> Iterator[Services]:
             httpx.Client(base_url=f"http://127.0.0.1:{QUERY_PORT}", timeout=5) as queries,
         ):
             wait_ready(queries)
+            wait_commands_served(commands)
             yield Services(commands, queries, runner)
     finally:
         runner.stop_all(runner.started)

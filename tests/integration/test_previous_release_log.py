@@ -60,7 +60,8 @@ def test_a_log_written_by_the_previous_release_is_read_by_this_one(
     aggregate = Aggregate.create(stack.kafka_bootstrap_servers, unique, partitions=3)
     # The previous release's processor (run from its own tree: the working directory comes first
     # on sys.path), snapshotting often so that its snapshots are in the log too.
-    env = {**aggregate.env(f"old-{unique}"), "PROCESSOR_SNAPSHOT_EVERY": "2"}
+    # (That release named its topics by AGGREGATE; this one by TOPIC_SUFFIX.)
+    env = {**aggregate.env(f"old-{unique}"), "AGGREGATE": aggregate.name, "PROCESSOR_SNAPSHOT_EVERY": "2"}
     with open(tmp_path / "old-processor.log", "ab") as out:
         old_processor = subprocess.Popen(
             [sys.executable, "-m", "producers.processor"],

@@ -58,26 +58,39 @@ def test_round_trip_with_the_current_version(name: str) -> None:
     assert (decoded.name, decoded.writer_version, decoded.record) == (name, schema.version, record)
 
 
-@pytest.mark.parametrize("legacy", [False, True], ids=["spec-order", "legacy-order"])
+LEGACY = sorted((GOLDEN / "legacy").glob("*.bin"))
+
+
 @pytest.mark.parametrize("schema", ALL_VERSIONS, ids=lambda v: f"{v.name}.v{v.version}")
-def test_golden_fixture_of_every_released_version_decodes_into_the_current_shape(schema, legacy) -> None:  # type: ignore[no-untyped-def]
+def test_golden_fixture_of_every_released_version_decodes_into_the_current_shape(schema) -> None:  # type: ignore[no-untyped-def]
     """`tests/golden` holds spec-order frames (what Java's BinaryMessageEncoder writes; the Java
-    contract client checks them byte for byte); `tests/golden/legacy` holds frames written by
-    releases before the fingerprint fix, with the fingerprint reversed, which must still decode."""
-    folder = GOLDEN / "legacy" if legacy else GOLDEN
-    binary, expected = fixture_paths(folder, schema)
-    if legacy and not binary.exists():
-        assert schema.name == "CommandResult" and schema.version >= 3, "released before the fix"
-        return  # released after the fix: no legacy bytes exist
+    contract client checks them byte for byte)."""
+    binary, expected = fixture_paths(GOLDEN, schema)
     assert binary.exists(), (
         f"no golden fixture for {schema.name} v{schema.version}: run `cqrs schemas golden`"
     )
+    assert_decodes(binary, expected, legacy=False)
+
+
+@pytest.mark.parametrize("binary", LEGACY, ids=lambda p: p.stem)
+def test_frames_of_releases_before_the_fingerprint_fix_still_decode(binary: Path) -> None:
+    """`tests/golden/legacy` holds the frames earlier releases wrote, fingerprint reversed (one per
+    version released then; versions released since have none)."""
+    assert_decodes(binary, binary.with_suffix(".json"), legacy=True)
+
+
+def test_every_version_released_before_the_fix_has_a_legacy_fixture() -> None:
+    assert len(LEGACY) == 26  # the versions of the release before the fix
+
+
+def assert_decodes(binary: Path, expected: Path, *, legacy: bool) -> None:
     written = from_jsonable(json.loads(expected.read_text()))
     fresh = SingleObjectCodec(registry)
     decoded = fresh.decode(binary.read_bytes())
     assert fresh.legacy_frames == int(legacy)
-    assert decoded.writer_version == schema.version
-    current = registry.latest(schema.name).raw
+    name, version = binary.stem.split(".v")
+    assert (decoded.name, decoded.writer_version) == (name, int(version))
+    current = registry.latest(name).raw
     for field in current["fields"]:
         if field["name"] in written:
             assert decoded.record[field["name"]] == written[field["name"]], field["name"]
