@@ -264,7 +264,8 @@ def _print_ready(command_port: int, query_port: int, projector_port: int) -> Non
 [bold green]ready[/bold green]
   command API   {c}   (OpenAPI docs: {c}/docs)
   query API     {q}   (OpenAPI docs: {q}/docs)
-  projectors    http://127.0.0.1:{projector_port}/metrics (accounts), :{projector_port + 1} (transfers)
+  projectors    http://127.0.0.1:{projector_port}/metrics (accounts), :{projector_port + 1} (transfers),
+                :{projector_port + 2} (statements); transfer process :{projector_port + 3}/metrics
   views         {q}/views   (generations, checkpoints, lag)
 
 try:

@@ -38,6 +38,12 @@ def services(command_port: int = 8001, query_port: int = 8002, projector_port: i
             f"http://127.0.0.1:{projector_port + 2}/metrics",
             {"PROJECTOR_VIEW": "statements", "PROJECTOR_METRICS_PORT": str(projector_port + 2)},
         ),
+        Service(
+            "transfer-process",
+            "stream_processors.transfer_process",
+            f"http://127.0.0.1:{projector_port + 3}/healthz",
+            {"TRANSFER_PROCESS_METRICS_PORT": str(projector_port + 3)},
+        ),
         *(
             Service(f"command-processor-{name}", "producers.processor", env={"AGGREGATE": name})
             for name in aggregates()

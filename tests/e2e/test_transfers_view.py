@@ -1,48 +1,69 @@
-"""The transfers view on the real pipeline: transfer events in events.transfer (appended here as the
-transfer process manager would) -> the transfers projector -> GET /transfers/{id}."""
+"""Transfers end to end through the front door: POST /transfers -> the transfer aggregate -> the
+transfer process -> the accounts -> the transfers view on GET /transfers/{id}, and the account's
+transactions show the transfer."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 import pytest
 
-from schemas.keys import partition_for
-from tests.conftest import Stack
 from tests.e2e.conftest import Services
 from tests.e2e.test_slice import read_until
-from tests.support.kafka import Aggregate
-from tests.support.projection import EventLog, last_offsets
 
 pytestmark = pytest.mark.e2e
 
 
-def test_requested_then_completed_or_failed_transfers(running: Services, stack: Stack, unique: str) -> None:
-    transfers = Aggregate("transfer", stack.kafka_bootstrap_servers, 12)
-    log = EventLog(transfers, aggregate_type="transfer")
-    ok, refused = f"ok-{unique}", f"refused-{unique}"
-    log.append(
-        [
-            ("TransferRequested", ok, {"from_account_id": "a", "to_account_id": "b", "amount": 250}),
-            ("TransferRequested", refused, {"from_account_id": "a", "to_account_id": "c", "amount": 9}),
-            ("TransferCompleted", ok, {}),
-            ("TransferFailed", refused, {"reason": "insufficient_funds", "detail": "a cannot pay 9"}),
-        ]
+def account(c: httpx.Client, unique: str, balance: int, currency: str = "EUR") -> str:
+    account_id: str = c.post("/accounts", json={"owner_id": f"tv-{unique}", "currency": currency}).json()[
+        "account_id"
+    ]
+    if balance:
+        assert c.post(f"/accounts/{account_id}/deposits", json={"amount": balance}).status_code == 200
+    return account_id
+
+
+def finished(q: httpx.Client, transfer: dict[str, Any]) -> httpx.Response:
+    return read_until(
+        q,
+        f"/transfers/{transfer['transfer_id']}",
+        lambda r: r.status_code == 200 and r.json()["status"] in ("completed", "failed"),
+        within_s=60,
     )
-    q = running.queries
-    done = read_until(q, f"/transfers/{ok}", lambda r: r.status_code == 200 and r.json()["version"] == 2)
+
+
+def test_a_transfer_completes_and_one_without_funds_fails_with_the_reason(
+    running: Services, unique: str
+) -> None:
+    c, q = running.commands, running.queries
+    source, target = account(c, unique, 1000), account(c, unique, 0)
+    requested = c.post("/transfers", json={"from_account_id": source, "to_account_id": target, "amount": 250})
+    assert requested.status_code == 202, requested.text
+    ok = requested.json()
+    seen = q.get(f"/transfers/{ok['transfer_id']}", params={"after": ok["position"]}).json()
+    assert seen["status"] in ("requested", "debited", "completed")  # read-your-writes on the transfer's log
+    done = finished(q, ok)
     body = done.json()
     assert {k: body[k] for k in ("from_account_id", "to_account_id", "amount", "status")} == {
-        "from_account_id": "a",
-        "to_account_id": "b",
-        "amount": 250,
-        "status": "completed",
-    }
-    assert "reason" not in body and done.headers["etag"] == '"2"'
-    assert q.get(f"/transfers/{ok}", headers={"If-None-Match": '"2"'}).status_code == 304
+        "from_account_id": source, "to_account_id": target, "amount": 250, "status": "completed"
+    }  # fmt: skip
+    assert "reason" not in body
+    etag = done.headers["etag"]
+    assert q.get(f"/transfers/{ok['transfer_id']}", headers={"If-None-Match": etag}).status_code == 304
 
-    # Read-your-writes on the transfers' own log: its position is immediately visible.
-    partition = partition_for(refused, 12)
-    position = f"{partition}-{last_offsets(transfers)[partition]}"
-    failed = q.get(f"/transfers/{refused}", params={"after": position}).json()
+    for account_id, balance in ((source, 750), (target, 250)):
+        view = read_until(q, f"/accounts/{account_id}", lambda r, b=balance: r.json().get("balance") == b)
+        assert view.json()["balance"] == balance
+    items = q.get(f"/accounts/{source}/transactions").json()["items"]
+    assert [(i["type"], i.get("transfer_id")) for i in items][-1] == ("transfer_out", ok["transfer_id"])
+
+    refused = c.post(
+        "/transfers", json={"from_account_id": target, "to_account_id": source, "amount": 9_999}
+    ).json()
+    failed = finished(q, refused).json()
     assert (failed["status"], failed["reason"]) == ("failed", "insufficient_funds")
 
+    same = c.post("/transfers", json={"from_account_id": source, "to_account_id": source, "amount": 1})
+    assert (same.status_code, same.json()["error"]) == (409, "same_account")
     assert q.get(f"/transfers/nobody-{unique}").json()["error"] == "transfer_not_found"
