@@ -72,22 +72,16 @@ class ConsumerThread(driver.AIOKafkaConsumerThread):
     async def _fetch_records(self, consumer: aiokafka.AIOKafkaConsumer, *args: Any, **kwargs: Any) -> Any:
         records = await super()._fetch_records(consumer, *args, **kwargs)
         # Runs in the consumer's thread: no fetch can move the positions between these lines.
-        fetched = dict(self.fetched)
-        for tp, messages in records.items():
-            if messages:
-                key = (tp.topic, tp.partition)
-                highest = max(fetched.get(key, (-1, 0))[0], messages[-1].offset)
-                fetched[key] = (highest, fetched.get(key, (-1, 0))[1])
-        for key, (highest, _) in list(fetched.items()):
+        fetched = {}
+        for tp in consumer.assignment():  # a partition no longer assigned drops out
+            key = (tp.topic, tp.partition)
             position = _position(consumer, key)
             if position is None:
-                del fetched[key]  # no longer assigned
-            else:
-                fetched[key] = (highest, position)
-        for tp in consumer.assignment():
-            key = (tp.topic, tp.partition)
-            if key not in fetched and (position := _position(consumer, key)) is not None:
-                fetched[key] = (-1, position)
+                continue
+            highest = self.fetched.get(key, (-1, 0))[0]
+            if messages := records.get(tp):
+                highest = max(highest, messages[-1].offset)
+            fetched[key] = (highest, position)
         self.fetched = fetched
         return records
 

@@ -15,6 +15,7 @@ from producers.engine.batches import next_batch
 from producers.engine.state_loader import StateLoader
 from producers.settings import ProcessorSettings
 from schemas.codec import Codec
+from schemas.topics import commands_topic, events_topic, results_topic, snapshots_topic
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,8 @@ class CommandProcessor:
         return next(iter(counts.values()))
 
     def writer_topics(self) -> list[str]:
-        return [f"{kind}.{self.settings.topics}" for kind in ("commands", "events", "results", "snapshots")]
+        suffix = self.settings.topics
+        return [commands_topic(suffix), events_topic(suffix), results_topic(suffix), snapshots_topic(suffix)]
 
     # -- partition ownership -------------------------------------------------------------
 
