@@ -8,6 +8,7 @@ COPY producers ./producers
 COPY stream_processors ./stream_processors
 COPY query_api ./query_api
 COPY infra ./infra
+COPY auth ./auth
 RUN pip install .
 # Overridden per service in compose.yaml.
 CMD ["python", "-m", "query_api.app"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import RESULTS, bootstrap, unique, write, wrk
+from bench.common import RESULTS, bearer_token, bootstrap, unique, write, wrk
 from infra.services import ServiceRunner, services
 from infra.settings import StackSettings, TopicSettings
 from infra.topics import ensure_topics
@@ -26,7 +26,8 @@ request = function()
   n = n + 1
   local id = ids[(n %% #ids) + 1]
   return wrk.format("POST", "/accounts/" .. id .. "/deposits",
-                    {["Content-Type"] = "application/json"}, '{"amount": 1}')
+                    {["Content-Type"] = "application/json", ["Authorization"] = "Bearer %s"},
+                    '{"amount": 1}')
 end
 """
 
@@ -55,13 +56,14 @@ def main() -> None:
             runner.start(service)
             runner.wait_healthy(service)
         base = f"http://127.0.0.1:{PORT}"
-        with httpx.Client(base_url=base, timeout=30) as client:
+        token = bearer_token()
+        with httpx.Client(base_url=base, timeout=30, headers={"authorization": f"Bearer {token}"}) as client:
             ids = [
                 client.post("/accounts", json={"owner_id": "bench", "currency": "EUR"}).json()["account_id"]
                 for _ in range(200)
             ]
         script = RESULTS / "deposits.lua"
-        script.write_text(LUA % ", ".join(f'"{i}"' for i in ids))
+        script.write_text(LUA % (", ".join(f'"{i}"' for i in ids), token))
         run = wrk(base, args.connections, args.seconds, script)
     finally:
         runner.stop_all(runner.started)

@@ -22,6 +22,18 @@ def bootstrap() -> str:
     return os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")
 
 
+def bearer_token() -> str:
+    """A staff token with every scope, signed with the stack's key (`cqrs exec` points the APIs it
+    starts at that key's public half)."""
+    from auth.local import PRIVATE, issue
+    from auth.tokens import SCOPES
+
+    public = os.environ.get("AUTH_PUBLIC_KEY_FILE")
+    if not public:
+        sys.exit("AUTH_PUBLIC_KEY_FILE is not set: run the benchmarks with `make bench` (cqrs exec)")
+    return issue(Path(public).parent / PRIVATE, "bench", list(SCOPES), ttl_s=6 * 3600)
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import RESULTS, WrkRun, write, wrk
+from bench.common import RESULTS, WrkRun, bearer_token, write, wrk
 from infra import processes
 from infra.services import ServiceRunner, services
 from infra.settings import StackSettings
@@ -30,7 +30,7 @@ LUA = """
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format("GET", "/accounts/bench-q-" .. (n %% %d))
+  return wrk.format("GET", "/accounts/bench-q-" .. (n %% %d), {["Authorization"] = "Bearer %s"})
 end
 """
 
@@ -90,7 +90,7 @@ def main() -> None:
     seed(redis_url)
     RESULTS.mkdir(exist_ok=True)
     script = RESULTS / "query_reads.lua"
-    script.write_text(LUA % ACCOUNTS)
+    script.write_text(LUA % (ACCOUNTS, bearer_token()))
 
     stack = StackSettings(stack_dir=Path(".stack/bench"))
     runner = ServiceRunner(stack, env={"REDIS_URL": redis_url, "QUERY_API_PORT": str(QUERY_PORT)})

@@ -17,6 +17,9 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from auth import http as auth_http
+from auth.settings import AuthSettings
+from auth.tokens import TokenVerifier
 from query_api import errors, operations, routes, schemas
 from query_api.errors import error_response
 from query_api.metrics import MetricsMiddleware, RequestMetrics
@@ -73,11 +76,18 @@ async def redis_adapters(settings: QueryApiSettings) -> AsyncIterator[Adapters]:
         catalog.close()
 
 
+# Open to anyone: liveness, readiness and the event contract's schemas (public, like schemas/).
+OPEN_PATHS = ("/healthz", "/readyz", "/schemas", "/schemas/{fingerprint}")
+
+
 def create_app(
     settings: QueryApiSettings | None = None,
     adapters: Callable[[QueryApiSettings], AbstractAsyncContextManager[Adapters]] = redis_adapters,
+    auth: AuthSettings | None = None,
 ) -> FastAPI:
     settings = settings or QueryApiSettings()
+    auth = auth or AuthSettings()
+    verifier = TokenVerifier(auth)  # fails at start, with what to set, when it cannot verify
     metrics = RequestMetrics()
 
     @asynccontextmanager
@@ -95,8 +105,13 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         description="Reads: Redis views kept up to date from the event log. "
-        "Every error is `{error, detail}` JSON.",
+        "Every error is `{error, detail}` JSON. Every route but /healthz, /readyz and /schemas "
+        "needs a bearer token (JWT): accounts:read for the views, operator for /views and /metrics.",
+        docs_url="/docs" if auth.api_docs else None,
+        redoc_url="/redoc" if auth.api_docs else None,
+        openapi_url="/openapi.json" if auth.api_docs else None,
     )
+    auth_http.install(app, verifier, OPEN_PATHS)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(routes.router)
     app.include_router(operations.router)
@@ -123,7 +138,8 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = _without_null_parameters(get_openapi_document(app))
+            document = _without_null_parameters(get_openapi_document(app))
+            app.openapi_schema = auth_http.document_security(document, OPEN_PATHS)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -9,6 +9,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 
+from auth.http import authorized
+from auth.tokens import OPERATOR
 from query_api.errors import ErrorBody, error_response
 from query_api.views import SERVED_VIEWS
 
@@ -53,7 +55,8 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/views", response_model=ViewsList)
 async def views(request: Request) -> ViewsList:
     """Each view generation in Redis: live (what queries read), rebuilding (a newer one catching
-    up) or retired (an older one about to be removed), with checkpoints and lag."""
+    up) or retired (an older one about to be removed), with checkpoints and lag. Scope operator."""
+    await authorized(request, OPERATOR)
     now_ms = int(time.time() * 1000)
     items = []
     for view in SERVED_VIEWS:
@@ -64,7 +67,8 @@ async def views(request: Request) -> ViewsList:
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(request: Request) -> Response:
     """Prometheus text: requests by route and status, latency histogram, live streams,
-    read-your-writes waits, change notifications received."""
+    read-your-writes waits, change notifications received. Scope operator."""
+    await authorized(request, OPERATOR)
     state = request.app.state
     feeds = state.notifications.values()
     waits: dict[str, int] = {}

@@ -10,6 +10,8 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from auth.http import authorized
+from auth.tokens import ACCOUNTS_READ, Forbidden, Principal
 from query_api.errors import (
     AccountNotFound,
     ErrorBody,
@@ -49,6 +51,15 @@ async def applied(request: Request, after: str | None, wait_ms: int, view: str =
     return reader
 
 
+async def _own(reader: ViewReads, who: Principal, account_id: str) -> None:
+    """A customer reads only its own accounts; another's is answered like a missing one (404), so
+    a customer cannot learn which ids exist."""
+    if who.is_customer:
+        account = await accounts.account(reader, account_id)
+        if account is None or account["owner_id"] != who.owner_id:
+            raise AccountNotFound(account_id)
+
+
 AccountId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
 OwnerId = Annotated[str, Path(min_length=1, max_length=200)]
 
@@ -82,9 +93,10 @@ async def get_account(
     after: After = None,
     wait_ms: WaitMs = 2000,
 ) -> Response:
+    who = await authorized(request, ACCOUNTS_READ)
     reader = await applied(request, after, wait_ms)
     account = await accounts.account(reader, account_id)
-    if account is None:
+    if account is None or (who.is_customer and account["owner_id"] != who.owner_id):
         raise AccountNotFound(account_id)
     return _versioned(account, if_none_match)
 
@@ -100,6 +112,8 @@ class TransferView(BaseModel):
     version: int
     requested_at: str
     updated_at: str
+    requested_by: str | None = None  # the subject who asked for it (transfers requested before auth: none)
+    requested_by_owner: str | None = None  # the owner id it acted as, when a customer
 
 
 TransferId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -123,12 +137,24 @@ async def get_transfer(
     after: After = None,
     wait_ms: WaitMs = 2000,
 ) -> Response:
-    """A transfer's accounts, amount and status; `after` is a position in the transfers' log."""
+    """A transfer's accounts, amount and status; `after` is a position in the transfers' log. A
+    customer sees the transfers it requested, and those to or from its accounts (404 otherwise)."""
+    who = await authorized(request, ACCOUNTS_READ)
     reader = await applied(request, after, wait_ms, transfers.NAME)
     transfer = await transfers.transfer(reader, transfer_id)
-    if transfer is None:
+    if transfer is None or not await _sees_transfer(reader, who, transfer):
         raise TransferNotFound(transfer_id)
     return _versioned(transfer, if_none_match)
+
+
+async def _sees_transfer(reader: ViewReads, who: Principal, transfer: dict[str, Any]) -> bool:
+    if not who.is_customer or transfer.get("requested_by_owner") == who.owner_id:
+        return True
+    for side in ("from_account_id", "to_account_id"):
+        account = await accounts.account(reader, transfer[side])
+        if account is not None and account["owner_id"] == who.owner_id:
+            return True
+    return False
 
 
 def _versioned(row: dict[str, Any], if_none_match: str | None) -> Response:
@@ -188,7 +214,9 @@ async def get_transactions(
     wait_ms: WaitMs = 2000,
 ) -> Response:
     """Oldest first; a cursor names the last version seen, so pages stay stable under appends."""
+    who = await authorized(request, ACCOUNTS_READ)
     reader = await applied(request, after, wait_ms)
+    await _own(reader, who, account_id)
     seen = int(cursor[1:]) if cursor else 0
     items = await accounts.transactions(reader, account_id, seen, limit)
     if items is None:
@@ -201,6 +229,10 @@ async def get_transactions(
 async def get_owner_accounts(
     request: Request, owner_id: OwnerId, after: After = None, wait_ms: WaitMs = 2000
 ) -> Response:
+    """An owner's accounts; a customer may list only its own (403 for another owner)."""
+    who = await authorized(request, ACCOUNTS_READ)
+    if who.is_customer and owner_id != who.owner_id:
+        raise Forbidden(f"this token may list the accounts of owner {who.owner_id} only")
     reader = await applied(request, after, wait_ms)
     items = await accounts.owner_accounts(reader, owner_id)
     return Response(orjson.dumps({"items": items}), media_type="application/json")
@@ -221,6 +253,8 @@ async def get_daily_stats(
     after: After = None,
     wait_ms: WaitMs = 2000,
 ) -> Response:
+    """Totals of all accounts for a day: for staff and systems, not customers' tokens."""
+    (await authorized(request, ACCOUNTS_READ)).require_staff("bank-wide statistics")
     reader = await applied(request, after, wait_ms)
     try:
         datetime.date.fromisoformat(date)
@@ -264,7 +298,9 @@ async def get_statement(
 ) -> Response:
     """The account's statement of a month: opening balance, deposits, withdrawals, transfers in and
     out, closing balance (the current month's so far). `after` is a position of the accounts' log."""
+    who = await authorized(request, ACCOUNTS_READ)
     reader = await applied(request, after, wait_ms, statements.NAME)
+    await _own(reader, who, account_id)
     statement = await statements.statement(reader, account_id, month)
     if statement is None:
         raise StatementNotFound(account_id, month)
@@ -300,13 +336,14 @@ async def stream_account(
         Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,18}$", description="the last version received"),
     ] = None,
 ) -> StreamingResponse:
+    who = await authorized(request, ACCOUNTS_READ)
     state = request.app.state
     reader: ViewReads = state.reader
     feed = state.notifications[accounts.NAME]
     if feed.streams >= state.settings.query_api_max_streams:
         raise TooManyStreams(f"this process already serves {state.settings.query_api_max_streams} streams")
     account = await accounts.account(reader, account_id)
-    if account is None:
+    if account is None or (who.is_customer and account["owner_id"] != who.owner_id):
         raise AccountNotFound(account_id)
     events = account_events(
         reader,

@@ -11,6 +11,12 @@ COMMAND_ID_HEADER = "command_id"
 # aggregate's partition (value: the partition it was sent to); that partition's writer answers
 # `wrong_partition`. Senders never set it.
 MISROUTED_FROM_HEADER = "misrouted_from"
+# On a command: who asks for it (the authenticated subject), and the owner id it acts as when it
+# is a customer (who may then act only on what it owns). Every event the command causes records
+# both. A command without `actor` is taken as a system's, with no owner restriction: only
+# principals allowed to write commands.* can send one.
+ACTOR_HEADER = "actor"
+ACTOR_OWNER_ID_HEADER = "actor_owner_id"
 
 
 def header(msg: Any, name: str) -> str | None:

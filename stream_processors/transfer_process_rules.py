@@ -58,6 +58,7 @@ class Send:
     payload: Mapping[str, Any]
     transfer_id: str
     step: Step
+    actor: tuple[str, str | None] | None = None  # (subject, owner id) of who requested the transfer
 
     @property
     def command_id(self) -> str:
@@ -74,6 +75,7 @@ class Requested:
     to_account_id: str
     amount: int
     occurred_at_ms: int
+    actor: tuple[str, str | None] | None = None  # who requested it (TransferRequested v2 on)
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,9 @@ class Saga:
     refund: Outcome | None = None
     failure: tuple[str, str] | None = None  # (reason, detail) of the FailTransfer this process sent
     gave_up: bool = False
+    # Every step is sent on behalf of who requested the transfer: the source account's writer
+    # refuses a customer's debit of an account it does not own (not_owner), and events record it.
+    actor: tuple[str, str | None] | None = None
     deadline: float = field(default=0.0, compare=False)
     retries: int = field(default=0, compare=False)
 
@@ -193,7 +198,7 @@ class Reaction:
 
 def debit(s: Saga) -> Send:
     payload = {"transfer_id": s.transfer_id, "amount": s.amount, "counterparty_account_id": s.to_account_id}
-    return Send("account", s.from_account_id, "DebitAccount", payload, s.transfer_id, "debit")
+    return Send("account", s.from_account_id, "DebitAccount", payload, s.transfer_id, "debit", s.actor)
 
 
 def credit(s: Saga) -> Send:
@@ -204,7 +209,7 @@ def credit(s: Saga) -> Send:
         "reversal": False,
         "currency": s.currency,
     }
-    return Send("account", s.to_account_id, "CreditAccount", payload, s.transfer_id, "credit")
+    return Send("account", s.to_account_id, "CreditAccount", payload, s.transfer_id, "credit", s.actor)
 
 
 def refund(s: Saga) -> Send:
@@ -215,11 +220,11 @@ def refund(s: Saga) -> Send:
         "reversal": True,
         "currency": None,
     }
-    return Send("account", s.from_account_id, "CreditAccount", payload, s.transfer_id, "refund")
+    return Send("account", s.from_account_id, "CreditAccount", payload, s.transfer_id, "refund", s.actor)
 
 
 def _transfer(s: Saga, name: str, step: Step, payload: Mapping[str, Any] | None = None) -> Send:
-    return Send("transfer", s.transfer_id, name, payload or {}, s.transfer_id, step)
+    return Send("transfer", s.transfer_id, name, payload or {}, s.transfer_id, step, s.actor)
 
 
 def mark_debited(s: Saga) -> Send:
@@ -258,7 +263,14 @@ def react(saga: Saga | None, fact: Fact, now: float, policy: Policy) -> Reaction
     if isinstance(fact, Requested):
         if saga is not None:
             return Reaction(saga)
-        s = Saga(fact.transfer_id, fact.from_account_id, fact.to_account_id, fact.amount, fact.occurred_at_ms)
+        s = Saga(
+            fact.transfer_id,
+            fact.from_account_id,
+            fact.to_account_id,
+            fact.amount,
+            fact.occurred_at_ms,
+            actor=fact.actor,
+        )
         s = _progress(s, now, policy)
         return Reaction(s, (debit(s),), ("started",))
     if saga is None:
@@ -378,8 +390,14 @@ def transfer_fact(name: str, record: Mapping[str, Any]) -> Fact | None:
     occurred = _millis(record["occurred_at"])
     match name:
         case "TransferRequested":
+            actor = (record["actor"], record.get("actor_owner_id")) if record.get("actor") else None
             return Requested(
-                transfer_id, record["from_account_id"], record["to_account_id"], record["amount"], occurred
+                transfer_id,
+                record["from_account_id"],
+                record["to_account_id"],
+                record["amount"],
+                occurred,
+                actor,
             )
         case "TransferDebited":
             return Recorded(transfer_id, "debited", occurred)

@@ -6,7 +6,7 @@ from typing import get_args
 
 from producers.api import accounts
 from producers.domain.account import commands, events
-from producers.domain.account.decider import Account, decide, evolve
+from producers.domain.account.decider import Account, authorize, decide, evolve
 from producers.engine.aggregate import Aggregate
 
 AGGREGATE = Aggregate(
@@ -18,4 +18,5 @@ AGGREGATE = Aggregate(
     events=get_args(events.Event),
     snapshot="AccountSnapshot",
     router=accounts.router,
+    authorize=authorize,
 )

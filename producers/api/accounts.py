@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, Field, StrictInt
 
+from auth.http import requires
+from auth.tokens import ACCOUNTS_WRITE, Principal
 from producers.api.submit import Body, Bus, IdempotencyKey, IfMatch, errors, keyed_id, submit
 from producers.domain.account.commands import (
     ChangeOverdraftLimit,
@@ -20,6 +22,9 @@ from producers.domain.account.decider import MAX_AMOUNT  # the domain's limit, s
 
 AGGREGATE = "account"
 router = APIRouter(tags=["accounts"])
+# Customers (tokens with an owner id) act only on their own accounts: the account's writer decides
+# that (reason not_owner, 403), since only it knows the owner for sure.
+Writer = Annotated[Principal, Depends(requires(ACCOUNTS_WRITE))]
 AccountId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
@@ -45,6 +50,7 @@ class CommandAccepted(BaseModel):
 
 
 _ERRORS = errors(
+    s403="the token may not do this: scope, or (`not_owner`, `staff_only`) not its account",
     s404="no such account",
     s409="a rule refused it (reason code in `error`)",
     s412="If-Match is stale; `current_version` says the version now",
@@ -55,6 +61,7 @@ _ERRORS = errors(
 
 
 async def _run(
+    who: Principal,
     bus: Bus,
     response: Response,
     account_id: str,
@@ -62,38 +69,45 @@ async def _run(
     key: str | None,
     if_match: str | None = None,
 ) -> CommandAccepted:
-    outcome = await submit(bus, response, AGGREGATE, account_id, command, key, if_match)
+    outcome = await submit(who, bus, response, AGGREGATE, account_id, command, key, if_match)
     assert outcome.version is not None and outcome.position is not None
     return CommandAccepted(account_id=account_id, version=outcome.version, position=outcome.position)
 
 
 @router.post("/accounts", status_code=201, response_model=CommandAccepted, responses=_ERRORS)
 async def open_account(
-    body: OpenAccountBody, bus: Bus, response: Response, idempotency_key: IdempotencyKey = None
+    body: OpenAccountBody,
+    who: Writer,
+    bus: Bus,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> CommandAccepted:
-    """Open an account; with an Idempotency-Key its id is derived from the key."""
-    account_id = keyed_id("account", idempotency_key)
+    """Open an account; with an Idempotency-Key its id is derived from the key (and the caller). A
+    customer's token opens accounts only for its own owner id, without overdraft."""
+    account_id = keyed_id(f"account:{who.subject}", idempotency_key)
     command = OpenAccount(body.owner_id, body.currency, body.overdraft_limit)
-    return await _run(bus, response, account_id, command, idempotency_key)
+    return await _run(who, bus, response, account_id, command, idempotency_key)
 
 
 @router.post("/accounts/{account_id}/deposits", response_model=CommandAccepted, responses=_ERRORS)
 async def deposit(
     account_id: AccountId,
     body: AmountBody,
+    who: Writer,
     bus: Bus,
     response: Response,
     idempotency_key: IdempotencyKey = None,
     if_match: IfMatch = None,
 ) -> CommandAccepted:
     command = DepositMoney(body.amount, body.reference, channel="http")
-    return await _run(bus, response, account_id, command, idempotency_key, if_match)
+    return await _run(who, bus, response, account_id, command, idempotency_key, if_match)
 
 
 @router.post("/accounts/{account_id}/withdrawals", response_model=CommandAccepted, responses=_ERRORS)
 async def withdraw(
     account_id: AccountId,
     body: AmountBody,
+    who: Writer,
     bus: Bus,
     response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -101,29 +115,31 @@ async def withdraw(
 ) -> CommandAccepted:
     """409 `insufficient_funds` below minus the overdraft limit."""
     command = WithdrawMoney(body.amount, body.reference)
-    return await _run(bus, response, account_id, command, idempotency_key, if_match)
+    return await _run(who, bus, response, account_id, command, idempotency_key, if_match)
 
 
 @router.patch("/accounts/{account_id}", response_model=CommandAccepted, responses=_ERRORS)
 async def change_account(
     account_id: AccountId,
     body: ChangeAccountBody,
+    who: Writer,
     bus: Bus,
     response: Response,
     idempotency_key: IdempotencyKey = None,
     if_match: IfMatch = None,
 ) -> CommandAccepted:
     command = ChangeOverdraftLimit(body.overdraft_limit)
-    return await _run(bus, response, account_id, command, idempotency_key, if_match)
+    return await _run(who, bus, response, account_id, command, idempotency_key, if_match)
 
 
 @router.delete("/accounts/{account_id}", response_model=CommandAccepted, responses=_ERRORS)
 async def close_account(
     account_id: AccountId,
+    who: Writer,
     bus: Bus,
     response: Response,
     idempotency_key: IdempotencyKey = None,
     if_match: IfMatch = None,
 ) -> CommandAccepted:
     """Close at balance 0 only (409 `balance_not_zero`)."""
-    return await _run(bus, response, account_id, CloseAccount(), idempotency_key, if_match)
+    return await _run(who, bus, response, account_id, CloseAccount(), idempotency_key, if_match)

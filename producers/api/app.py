@@ -4,19 +4,32 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
+from auth import http as auth_http
+from auth.settings import AuthSettings
+from auth.tokens import TokenVerifier
 from producers.aggregates import aggregates
 from producers.api import errors
 from producers.api.gateway import CommandBus, CommandGateway
 from producers.settings import CommandApiSettings
 
+OPEN_PATHS = ("/healthz",)
 
-def create_app(settings: CommandApiSettings | None = None, gateway: CommandBus | None = None) -> FastAPI:
+
+def create_app(
+    settings: CommandApiSettings | None = None,
+    gateway: CommandBus | None = None,
+    auth: AuthSettings | None = None,
+) -> FastAPI:
     """`gateway` is for tests (a fake); by default the Kafka one is made and started."""
     settings = settings or CommandApiSettings()
+    auth = auth or AuthSettings()
+    verifier = TokenVerifier(auth)  # fails at start, with what to set, when it cannot verify
     served = settings.served_aggregates()
 
     @asynccontextmanager
@@ -34,13 +47,28 @@ def create_app(settings: CommandApiSettings | None = None, gateway: CommandBus |
         title="Command API",
         version="0.1.0",
         lifespan=lifespan,
-        description="Writes: each request becomes a command on Kafka; the answer is its outcome.",
+        description="Writes: each request becomes a command on Kafka; the answer is its outcome. "
+        "Every route but /healthz needs a bearer token (JWT) with the route's scope.",
+        docs_url="/docs" if auth.api_docs else None,
+        redoc_url="/redoc" if auth.api_docs else None,
+        openapi_url="/openapi.json" if auth.api_docs else None,
     )
     errors.install(app)
+    auth_http.install(app, verifier, OPEN_PATHS)
     for served_aggregate in served:
         router = aggregates()[served_aggregate].router
         if router is not None:
             app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            app.openapi_schema = auth_http.document_security(document, OPEN_PATHS)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> dict[str, str]:

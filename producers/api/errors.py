@@ -14,6 +14,8 @@ from producers.api.gateway import GatewayUnavailable, OutcomeTimeout
 # Rejection reasons that are the client's input rather than a state conflict.
 _STATUS_BY_REASON = {
     "account_not_found": 404,
+    "not_owner": 403,
+    "staff_only": 403,
     "version_mismatch": 412,
     "invalid_amount": 422,
     "invalid_currency": 422,

@@ -10,8 +10,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request, Response
 from pydantic import BaseModel, ConfigDict
 
+from auth.tokens import Principal
 from producers.api.errors import CommandRejected, ErrorBody, InvalidHeader
 from producers.api.gateway import CommandBus
+from producers.domain.actor import Actor
 from producers.engine.handler import CommandEnvelope, Outcome
 
 _KEYS = uuid.UUID("6f1d8a52-3c1e-4b8e-9a57-0d7a0e1f2b44")  # namespace for Idempotency-Key ids
@@ -64,6 +66,7 @@ def _expected_version(if_match: str | None) -> int | None:
 
 
 async def submit(
+    who: Principal,
     bus: CommandBus,
     response: Response,
     aggregate: str,
@@ -72,16 +75,18 @@ async def submit(
     key: str | None,
     if_match: str | None = None,
 ) -> Outcome:
-    """Submit one command and wait for its outcome; a rejection raises CommandRejected. Sets
-    X-Position and ETag on the response."""
-    # A key is scoped to its aggregate: the same key on another aggregate is another command.
-    command_id = keyed_id(aggregate_id, key)
+    """Submit one command for `who` (its actor) and wait for its outcome; a rejection raises
+    CommandRejected. Sets X-Position and ETag on the response."""
+    # A key is scoped to its caller and aggregate: the same key from another caller or on another
+    # aggregate is another command.
+    command_id = keyed_id(f"{who.subject}:{aggregate_id}", key)
     envelope = CommandEnvelope(
         command_id=command_id,
         aggregate_id=aggregate_id,
         correlation_id=command_id,
         issued_at=datetime.now(UTC),
         expected_version=_expected_version(if_match),
+        actor=Actor(who.subject, who.owner_id),
     )
     outcome = await bus.submit(aggregate, envelope, command)
     if not outcome.accepted:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field, StrictInt
 
+from auth.http import requires
+from auth.tokens import TRANSFERS_WRITE, Principal
 from producers.api.submit import Body, Bus, IdempotencyKey, errors, keyed_id, submit
 from producers.domain.account.decider import MAX_AMOUNT
 from producers.domain.transfer.commands import RequestTransfer
@@ -40,14 +42,19 @@ class TransferAccepted(BaseModel):
     ),
 )
 async def request_transfer(
-    body: TransferBody, bus: Bus, response: Response, idempotency_key: IdempotencyKey = None
+    body: TransferBody,
+    who: Annotated[Principal, Depends(requires(TRANSFERS_WRITE))],
+    bus: Bus,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> TransferAccepted:
     """Request a transfer (202): it is recorded now and carried out by the transfer process, which
     debits the source, credits the target and completes it, or fails it with the reason
     (`insufficient_funds`, `account_closed`, `account_not_found`, `currency_mismatch` ...),
-    refunding the source if the target refused the money. Follow it on GET /transfers/{id}."""
-    transfer_id = keyed_id("transfer", idempotency_key)
+    refunding the source if the target refused the money. Follow it on GET /transfers/{id}. A
+    customer's token may move money only out of its own accounts: another's fails `not_owner`."""
+    transfer_id = keyed_id(f"transfer:{who.subject}", idempotency_key)
     command = RequestTransfer(body.from_account_id, body.to_account_id, body.amount)
-    outcome = await submit(bus, response, AGGREGATE, transfer_id, command, idempotency_key)
+    outcome = await submit(who, bus, response, AGGREGATE, transfer_id, command, idempotency_key)
     assert outcome.position is not None
     return TransferAccepted(transfer_id=transfer_id, position=outcome.position)

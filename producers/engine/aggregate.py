@@ -1,6 +1,6 @@
-"""What an aggregate declares to the engine: its decider, its commands and events (dataclasses
-named like their schema records), its state (whose fields, with aggregate_id, version and
-taken_at, are its snapshot record) and its HTTP routes."""
+"""What an aggregate declares to the engine: its decider (and, optionally, who may do what), its
+commands and events (dataclasses named like their schema records), its state (whose fields, with
+aggregate_id, version and taken_at, are its snapshot record) and its HTTP routes."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ class Aggregate:
     commands: tuple[type[Any], ...]
     events: tuple[type[Any], ...]
     snapshot: str  # record name of the snapshot schema
+    # (state | None, command, actor | None) -> None, or a DomainError: who may do what
+    authorize: Callable[[Any, Any, Any], None] | None = None
     router: APIRouter | None = None  # its HTTP command routes
     _by_name: dict[str, dict[str, type[Any]]] = field(default_factory=dict, compare=False, repr=False)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from producers.domain.actor import Actor
 from producers.engine.aggregate import Aggregate
 from producers.engine.handler import (
     Accepted,
@@ -31,12 +32,24 @@ from producers.engine.wire import (
     snapshot_to_record,
 )
 from schemas.codec import Codec, CodecError
-from schemas.headers import COMMAND_ID_HEADER, MISROUTED_FROM_HEADER, header
+from schemas.headers import (
+    ACTOR_HEADER,
+    ACTOR_OWNER_ID_HEADER,
+    COMMAND_ID_HEADER,
+    MISROUTED_FROM_HEADER,
+    header,
+)
 from schemas.keys import event_key, partition_for
 from schemas.positions import Position
 from schemas.topics import commands_topic, events_topic, results_topic, snapshots_topic
 
 log = logging.getLogger(__name__)
+
+
+def actor_of(msg: Inbound) -> Actor | None:
+    """The actor a command's headers name (None: a system that named none)."""
+    subject = header(msg, ACTOR_HEADER)
+    return Actor(subject, header(msg, ACTOR_OWNER_ID_HEADER) or None) if subject else None
 
 
 class Inbound(Protocol):
@@ -144,7 +157,9 @@ class SingleWriter:
         batch.next_offsets[partition] = offset + 1
         try:
             decoded = self.codec.decode(msg.value() or b"")
-            envelope, command = command_from_record(self.aggregate, decoded.name, decoded.record)
+            envelope, command = command_from_record(
+                self.aggregate, decoded.name, decoded.record, actor=actor_of(msg)
+            )
         except (CodecError, UnknownMessageType, KeyError, TypeError) as exc:
             self._unreadable(msg, exc, batch)
             return

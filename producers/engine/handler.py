@@ -1,5 +1,5 @@
 """Per-command rules around any aggregate's decider: idempotency by command id, expected version,
-then decide."""
+who may do it (the aggregate's authorize), then decide."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from producers.domain.actor import Actor
 from producers.domain.errors import DomainError
 from producers.engine.aggregate import Aggregate
 
@@ -21,6 +22,7 @@ class CommandEnvelope:
     correlation_id: str
     issued_at: datetime
     expected_version: int | None = None
+    actor: Actor | None = None  # None: a system that named no actor (older senders)
 
 
 @dataclass
@@ -107,6 +109,8 @@ def handle(
             stream.version,
         )
     try:
+        if aggregate.authorize is not None:
+            aggregate.authorize(stream.state, command, envelope.actor)
         events = aggregate.decide(stream.state, command)
     except DomainError as exc:
         return Rejected(exc.reason, exc.detail, stream.version)

@@ -7,8 +7,10 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
+from producers.domain.actor import Actor
 from producers.engine.aggregate import Aggregate
 from producers.engine.handler import CommandEnvelope, Outcome, Stream
+from schemas.headers import ACTOR_HEADER, ACTOR_OWNER_ID_HEADER, COMMAND_ID_HEADER
 
 CHECKPOINT_PREFIX = "_checkpoint."  # snapshot-topic key of a partition checkpoint (ids never start with _)
 
@@ -50,8 +52,18 @@ def command_to_record(envelope: CommandEnvelope, command: Any) -> tuple[str, dic
     return type(command).__name__, record
 
 
+def command_headers(envelope: CommandEnvelope) -> list[tuple[str, str | bytes | None]]:
+    """The contract's headers of a command: its id, and who asks for it."""
+    headers: list[tuple[str, str | bytes | None]] = [(COMMAND_ID_HEADER, envelope.command_id.encode())]
+    if envelope.actor is not None:
+        headers.append((ACTOR_HEADER, envelope.actor.subject.encode()))
+        if envelope.actor.owner_id is not None:
+            headers.append((ACTOR_OWNER_ID_HEADER, envelope.actor.owner_id.encode()))
+    return headers
+
+
 def command_from_record(
-    aggregate: Aggregate, name: str, record: dict[str, Any]
+    aggregate: Aggregate, name: str, record: dict[str, Any], actor: Actor | None = None
 ) -> tuple[CommandEnvelope, Any]:
     envelope = CommandEnvelope(
         command_id=record["command_id"],
@@ -59,6 +71,7 @@ def command_from_record(
         correlation_id=record["correlation_id"],
         issued_at=record["issued_at"],
         expected_version=record["expected_version"],
+        actor=actor,
     )
     return envelope, _build(aggregate.command_class(name), name, record)
 
@@ -84,6 +97,8 @@ def event_to_record(
         "command_id": command.command_id,
         "correlation_id": command.correlation_id,
         "causation_id": command.command_id,
+        "actor": command.actor.subject if command.actor else None,
+        "actor_owner_id": command.actor.owner_id if command.actor else None,
         **payload(event),
     }
     return name, record

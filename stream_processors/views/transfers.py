@@ -28,6 +28,10 @@ def project(event_type: str, event: dict[str, Any]) -> list[Op]:
                 "requested_at": stamp["updated_at"],
                 **stamp,
             }
+            # Who asked (TransferRequested v2 on): audit, and which customer may read it.
+            for field, name in (("requested_by", "actor"), ("requested_by_owner", "actor_owner_id")):
+                if event.get(name):
+                    fields[field] = event[name]
             return [HashSet(layout.transfer(transfer_id), fields)]
         case "TransferDebited":
             return [HashSet(layout.transfer(transfer_id), {"status": "debited", **stamp})]

@@ -12,10 +12,25 @@ from hypothesis import HealthCheck, settings
 
 from tests.e2e.conftest import QUERY_PORT, Services
 from tests.e2e.test_slice import read_until
+from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.e2e
 
 BASE_URL = f"http://127.0.0.1:{QUERY_PORT}"
+# Every scope: the routes' own answers are under test here (who may do what: test_auth.py).
+STAFF = {"Authorization": bearer()["authorization"]}
+
+
+@schemathesis.auth()
+class StaffToken:
+    """Given to schemathesis as the API's auth, so that its own checks can also take the token away
+    (or forge one) and see the API refuse it with 401."""
+
+    def get(self, case: Any, ctx: Any) -> str:
+        return STAFF["Authorization"]
+
+    def set(self, case: Any, data: str, ctx: Any) -> None:
+        case.headers = {**(case.headers or {}), "Authorization": data}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +91,7 @@ def test_successful_answers_match_the_schema(running: Services, unique: str, que
         ("/metrics", "/metrics"),
     ]
     for template, url in reads:
-        response = httpx.get(BASE_URL + url)
+        response = httpx.get(BASE_URL + url, headers=STAFF)
         assert response.status_code == 200, (url, response.text)
         operation = query_api_schema[template]["GET"]
         operation.validate_response(response)

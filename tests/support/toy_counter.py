@@ -5,10 +5,13 @@ topic (`cqrs schemas register`); it joins the registry through CQRS_EXTRA_MODULE
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import Field, StrictInt
 
+from auth.http import requires
+from auth.tokens import Principal
 from producers.api.submit import Body, Bus, submit
 from producers.domain.errors import DomainError
 from producers.engine.aggregate import Aggregate
@@ -51,8 +54,14 @@ class IncrementBody(Body):
 
 
 @router.post("/counters/{counter_id}/increments")
-async def increment(counter_id: str, body: IncrementBody, bus: Bus, response: Response) -> dict[str, int]:
-    outcome = await submit(bus, response, "counter", counter_id, Increment(body.by), None)
+async def increment(
+    counter_id: str,
+    body: IncrementBody,
+    who: Annotated[Principal, Depends(requires("counters:write"))],  # an aggregate names its scopes
+    bus: Bus,
+    response: Response,
+) -> dict[str, int]:
+    outcome = await submit(who, bus, response, "counter", counter_id, Increment(body.by), None)
     return {"version": outcome.version or 0}
 
 

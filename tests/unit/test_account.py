@@ -17,7 +17,7 @@ from producers.domain.account.commands import (
     OpenAccount,
     WithdrawMoney,
 )
-from producers.domain.account.decider import MAX_AMOUNT, Account, decide, evolve
+from producers.domain.account.decider import MAX_AMOUNT, Account, authorize, decide, evolve
 from producers.domain.account.events import (
     AccountClosed,
     AccountCredited,
@@ -27,6 +27,7 @@ from producers.domain.account.events import (
     MoneyWithdrawn,
     OverdraftLimitChanged,
 )
+from producers.domain.actor import Actor, NotOwner, StaffOnly
 
 
 def account(balance: int = 0, limit: int = 0, closed: bool = False) -> Account:
@@ -132,3 +133,44 @@ def test_no_sequence_of_accepted_commands_takes_a_balance_past_the_limits() -> N
     assert state.balance == -MAX_AMOUNT
     with pytest.raises(errors.InsufficientFunds):
         decide(state, WithdrawMoney(1))
+
+
+# -- who may do what ---------------------------------------------------------------------------
+
+ALICE, TELLER = Actor("alice", "alice"), Actor("teller")
+ALICES = Account("alice", "EUR", balance=100)
+
+
+@pytest.mark.parametrize(
+    ("state", "command", "actor"),
+    [
+        (ALICES, WithdrawMoney(5), ALICE),
+        (ALICES, CloseAccount(), ALICE),
+        (None, OpenAccount("alice", "EUR"), ALICE),
+        (Account("bob", "EUR"), CreditAccount("t", 5, "alices"), ALICE),  # a transfer's target
+        (Account("bob", "EUR"), WithdrawMoney(5), TELLER),  # staff act on any account
+        (Account("bob", "EUR"), ChangeOverdraftLimit(50), TELLER),
+        (Account("bob", "EUR"), WithdrawMoney(5), None),  # a system that named no actor
+    ],
+)
+def test_allowed(state: Account | None, command: Command, actor: Actor | None) -> None:
+    authorize(state, command, actor)
+
+
+@pytest.mark.parametrize(
+    ("state", "command", "error"),
+    [
+        (Account("bob", "EUR"), WithdrawMoney(5), NotOwner),
+        (Account("bob", "EUR"), DepositMoney(5), NotOwner),
+        (Account("bob", "EUR"), DebitAccount("t", 5, "alices"), NotOwner),  # a transfer out of bob's
+        (Account("bob", "EUR"), CloseAccount(), NotOwner),
+        (None, OpenAccount("bob", "EUR"), NotOwner),
+        (None, OpenAccount("alice", "EUR", overdraft_limit=10), StaffOnly),
+        (ALICES, ChangeOverdraftLimit(50), StaffOnly),
+    ],
+)
+def test_a_customer_acts_only_on_its_own(
+    state: Account | None, command: Command, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        authorize(state, command, ALICE)

@@ -32,6 +32,8 @@ def deposited(**overrides: object) -> dict[str, object]:
         "amount": 1250,
         "reference": None,
         "channel": "http",
+        "actor": "alice",
+        "actor_owner_id": "alice",
     }
     record.update(overrides)
     return record
@@ -42,7 +44,7 @@ def test_round_trip_keeps_every_field() -> None:
     assert data[:2] == MAGIC
     decoded = codec.decode(data)
     assert decoded.name == "MoneyDeposited"
-    assert decoded.writer_version == 2
+    assert decoded.writer_version == 3
     assert decoded.record == deposited()
 
 

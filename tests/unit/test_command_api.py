@@ -12,6 +12,7 @@ from producers.api.app import create_app
 from producers.api.gateway import OutcomeTimeout
 from producers.engine.handler import CommandEnvelope, Outcome
 from producers.settings import CommandApiSettings
+from tests.support.tokens import bearer
 
 
 class FakeBus:
@@ -39,7 +40,7 @@ def bus() -> FakeBus:
 
 @pytest.fixture
 def client(bus: FakeBus) -> Iterator[TestClient]:
-    with TestClient(create_app(CommandApiSettings(), gateway=bus)) as c:
+    with TestClient(create_app(CommandApiSettings(), gateway=bus), headers=bearer()) as c:
         yield c
 
 

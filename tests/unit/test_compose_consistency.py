@@ -8,6 +8,7 @@ from pathlib import Path
 
 import yaml
 
+from auth.settings import AuthSettings
 from infra.services import services
 from infra.settings import StackSettings, TopicSettings
 from producers.settings import CommandApiSettings, ProcessorSettings
@@ -17,6 +18,7 @@ from stream_processors.settings import ProjectorSettings
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
 SETTINGS = (
+    AuthSettings,
     CommandApiSettings,
     ProcessorSettings,
     ProjectorSettings,

@@ -201,3 +201,32 @@ def test_snapshots_and_a_checkpoint_every_n_events() -> None:
     state = codec.decode(snapshots[0].value).record
     assert (state["version"], state["balance"], state["currency"]) == (3, 15, "EUR")
     assert codec.decode(snapshots[1].value).record["events_offset"] == 3  # after the third event
+
+
+def test_every_event_records_the_actor_its_command_named() -> None:
+    h = Harness()
+    opened = h.message("OpenAccount", "a1", OPEN)
+    opened.hdrs = [*(opened.hdrs or []), ("actor", b"teller-7")]
+    deposited = h.message("DepositMoney", "a1", deposit(5))
+    deposited.hdrs = [*(deposited.hdrs or []), ("actor", b"o-app"), ("actor_owner_id", b"o")]
+    anonymous = h.message("DepositMoney", "a1", deposit(1))
+    h.run(opened, deposited, anonymous)
+    events = h.outbox.decoded("events.account")
+    assert [(e["actor"], e["actor_owner_id"]) for e in events] == [
+        ("teller-7", None), ("o-app", "o"), (None, None)
+    ]  # fmt: skip
+
+
+def test_a_customer_is_refused_on_an_account_it_does_not_own() -> None:
+    h = Harness()
+    h.run(h.message("OpenAccount", "a1", OPEN))  # owner o
+    theft = h.message("WithdrawMoney", "a1", {"amount": 5, "reference": None}, command_id="c-theft")
+    theft.hdrs = [*(theft.hdrs or []), ("actor", b"mallory"), ("actor_owner_id", b"m")]
+    h.run(theft)
+    (result,) = h.results()["c-theft"]
+    assert (result["status"], result["reason"], result["reason_code"]) == (
+        "REJECTED",
+        "not_owner",
+        "not_owner",
+    )
+    assert len(h.outbox.decoded("events.account")) == 1

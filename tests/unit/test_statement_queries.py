@@ -18,6 +18,7 @@ from stream_processors.store import ProjectedEvent
 from stream_processors.views import statements
 from stream_processors.views.base import UnknownEventType
 from tests.support.fake_views import FakeViewReads, FakeViews, FakeViewStore
+from tests.support.tokens import bearer
 
 
 def client(views: FakeViews) -> TestClient:
@@ -25,7 +26,7 @@ def client(views: FakeViews) -> TestClient:
     async def fake(_: QueryApiSettings) -> AsyncIterator[Adapters]:
         yield Adapters(FakeViewReads(views), {}, None)  # type: ignore[arg-type]
 
-    return TestClient(create_app(QueryApiSettings(), adapters=fake))
+    return TestClient(create_app(QueryApiSettings(), adapters=fake), headers=bearer())
 
 
 def events(*history: tuple[str, datetime, dict[str, Any]]) -> list[ProjectedEvent]:

@@ -529,3 +529,15 @@ def test_on_assignment_sagas_are_rebuilt_and_a_partition_never_committed_is_resu
     assert offsets[("events.account", p_new)] == -1001  # the account side reads from its start
     process.process([], process._due(0.0), 0.0)
     assert process.counters.sent == {"debit": 1}  # the new transfer's debit, not the old one's
+
+
+def test_every_step_is_sent_on_behalf_of_who_requested_the_transfer() -> None:
+    record = {"aggregate_id": T, "occurred_at": datetime.now(UTC), "from_account_id": SRC,
+              "to_account_id": DST, "amount": 500, "actor": "alice", "actor_owner_id": "alice"}  # fmt: skip
+    requested = transfer_fact("TransferRequested", record)
+    assert isinstance(requested, Requested) and requested.actor == ("alice", "alice")
+    _, reactions = run(requested, Debited(T, "EUR"))
+    sends = [s for r in reactions for s in r.sends]
+    assert sends and all(s.actor == ("alice", "alice") for s in sends)
+    older = transfer_fact("TransferRequested", {**record, "actor": None, "actor_owner_id": None})
+    assert isinstance(older, Requested) and older.actor is None  # a request from before actors

@@ -1,4 +1,5 @@
-"""The account aggregate as two pure functions: decide(state, command) and evolve(state, event)."""
+"""The account aggregate as pure functions: authorize(state, command, actor), decide(state, command)
+and evolve(state, event)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from producers.domain.account.events import (
     MoneyWithdrawn,
     OverdraftLimitChanged,
 )
+from producers.domain.actor import Actor, NotOwner, StaffOnly
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 # The largest amount, overdraft limit and |balance|: exact in every JSON reader, in JavaScript and
@@ -40,6 +42,27 @@ class Account:
     balance: int = 0
     overdraft_limit: int = 0
     closed: bool = False
+
+
+def authorize(state: Account | None, command: Command, actor: Actor | None) -> None:
+    """Who may do what. Staff and systems (an actor without an owner id, or none) may do anything
+    the rules allow; a customer acts only on accounts it owns, opens accounts only for itself, and
+    may not set an overdraft. Money may be credited to anyone's account (a transfer's target)."""
+    if actor is None or not actor.is_customer:
+        return
+    match command:
+        case OpenAccount(owner_id=owner_id, overdraft_limit=limit):
+            if owner_id != actor.owner_id:
+                raise NotOwner(f"{actor.subject} may open accounts only for owner {actor.owner_id}")
+            if limit != 0:
+                raise StaffOnly("only staff may grant an overdraft")
+        case ChangeOverdraftLimit():
+            raise StaffOnly("only staff may change an overdraft limit")
+        case CreditAccount():
+            return
+        case _:
+            if state is not None and state.owner_id != actor.owner_id:
+                raise NotOwner(f"{actor.subject} does not own this account")
 
 
 def _open(state: Account | None) -> Account:
