@@ -8,12 +8,15 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
-from infra import processes
+from infra import credentials, processes
+from infra.kafka_acls import admin_client, ensure_users_and_acls
 from infra.settings import StackSettings
+from schemas.kafka_security import KafkaSecurity
 
 POM = Path(__file__).parent / "kafka" / "pom.xml"
 
@@ -84,21 +87,43 @@ class KafkaBroker:
         self.pid_file = self.home / "kafka.pid"
         self.log_file = self.home / "logs" / "stdout.log"
 
-    def _write_config(self) -> None:
+    def _write_config(self, admin_password: str) -> None:
         host, port = self.settings.kafka_host_port
         cport = self.settings.controller_port
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        # The broker's own connections (inter-broker, to the controller) log in as `admin` with
+        # SASL/PLAIN against a static JAAS user, so no SCRAM credential has to exist before the
+        # first start (no bootstrapping at format time; formatted stack dirs keep working). Roles
+        # log in with SCRAM-SHA-512; their users and ACLs are created after start (kafka_acls.py).
+        plain = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{credentials.ADMIN}" password="{admin_password}" '
+            f'user_{credentials.ADMIN}="{admin_password}";'
+        )
+        self.properties.touch(mode=0o600)
+        self.properties.chmod(0o600)  # it holds the admin password
         self.properties.write_text(
             "\n".join(
                 [
                     "process.roles=broker,controller",
                     "node.id=1",
                     f"controller.quorum.voters=1@{host}:{cport}",
-                    f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
-                    f"advertised.listeners=PLAINTEXT://{host}:{port}",
+                    f"listeners=SASL_PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
+                    f"advertised.listeners=SASL_PLAINTEXT://{host}:{port}",
                     "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                    "inter.broker.listener.name=SASL_PLAINTEXT",
+                    "listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+                    f"listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN,{credentials.KAFKA_MECHANISM}",
+                    f"listener.name.sasl_plaintext.plain.sasl.jaas.config={plain}",
+                    f"listener.name.sasl_plaintext.{credentials.KAFKA_MECHANISM.lower()}.sasl.jaas.config="
+                    "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+                    "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+                    f"listener.name.controller.plain.sasl.jaas.config={plain}",
+                    "sasl.mechanism.inter.broker.protocol=PLAIN",
+                    "sasl.mechanism.controller.protocol=PLAIN",
+                    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                    "allow.everyone.if.no.acl.found=false",
+                    f"super.users=User:{credentials.ADMIN}",
                     f"log.dirs={self.home / 'data'}",
                     "num.partitions=1",
                     "offsets.topic.replication.factor=1",
@@ -185,7 +210,8 @@ class KafkaBroker:
         if _port_open(host, port):
             raise StackError(f"{host}:{port} is taken by a process this stack did not start")
         libs = ensure_jars(self.settings)
-        self._write_config()
+        passwords = credentials.ensure(self.settings.stack_dir)
+        self._write_config(passwords[credentials.ADMIN])
         self._format(libs)
         processes.start_detached(
             self._java(libs, "kafka.Kafka", str(self.properties)),
@@ -197,20 +223,45 @@ class KafkaBroker:
         return True
 
     def wait_ready(self, timeout_s: float) -> None:
+        """Answering metadata to `admin`; then the roles' users and ACLs are set, and it is ready
+        once the operator, too, authenticates (SCRAM) and is authorized."""
         host, port = self.settings.kafka_host_port
+        bootstrap = f"{host}:{port}"
+        passwords = credentials.ensure(self.settings.stack_dir)
         deadline = time.monotonic() + timeout_s
+        self._wait_answers(deadline, lambda: admin_client(bootstrap, passwords[credentials.ADMIN]))
+        try:
+            ensure_users_and_acls(bootstrap, passwords)
+        except RuntimeError as exc:
+            raise StackError(f"{exc}; see {self.home / 'logs'}") from None
+        operator = KafkaSecurity.for_user(
+            credentials.OPERATOR, passwords[credentials.OPERATOR], credentials.KAFKA_MECHANISM
+        )
+        self._wait_answers(
+            deadline,
+            lambda: AdminClient({"bootstrap.servers": bootstrap, **operator.librdkafka(), "log_level": 0}),
+        )
+
+    def _wait_answers(self, deadline: float, admin: Callable[[], AdminClient]) -> None:
+        host, port = self.settings.kafka_host_port
+        client: AdminClient | None = None
         while time.monotonic() < deadline:
             if self.pid() is None:
                 raise StackError(f"the Kafka broker exited; see {self.home / 'logs'}")
             if _port_open(host, port):
-                admin = AdminClient({"bootstrap.servers": f"{host}:{port}", "log_level": 0})
+                client = client or admin()
                 try:
-                    admin.list_topics(timeout=2)
+                    # A refused login fails at once with _AUTHENTICATION; keep trying until the
+                    # deadline, because SCRAM users take a moment to reach the broker's cache.
+                    client.list_topics(timeout=2)
                     return
                 except Exception:
                     pass
             time.sleep(0.2)
-        raise StackError(f"Kafka did not answer metadata within {timeout_s:.0f}s; see {self.home / 'logs'}")
+        raise StackError(
+            f"Kafka did not answer metadata to an authenticated client within the deadline; "
+            f"see {self.home / 'logs'}"
+        )
 
     def stop(self) -> bool:
         return processes.stop(self.pid_file, timeout_s=60)

@@ -1,10 +1,17 @@
 """Kafka's own command-line tools (from the `kafka-tools` jar on the broker's classpath), run with
-`--bootstrap-server` filled in from the settings: what operators already know, beside `cqrs`."""
+`--bootstrap-server` filled in from the settings and the caller's Kafka credentials (KAFKA_SASL_*,
+schemas/kafka_security.py) passed as a temporary client config file: what operators already know,
+beside `cqrs`."""
 
 from __future__ import annotations
 
+import subprocess
+import tempfile
+from typing import Any
+
 from infra.kafka_broker import ensure_jars
 from infra.settings import StackSettings
+from schemas.kafka_security import KafkaSecurity
 
 # `cqrs kafka NAME` runs the class that Kafka's `bin/kafka-NAME.sh` runs.
 TOOLS = {
@@ -12,6 +19,15 @@ TOOLS = {
     "topics": "org.apache.kafka.tools.TopicCommand",
     "console-consumer": "org.apache.kafka.tools.consumer.ConsoleConsumer",
     "get-offsets": "org.apache.kafka.tools.GetOffsetShell",
+    "acls": "org.apache.kafka.tools.AclCommand",
+}
+# The option through which each tool reads a client config file (security settings).
+CONFIG_OPTIONS = {
+    "consumer-groups": "--command-config",
+    "topics": "--command-config",
+    "console-consumer": "--consumer.config",
+    "get-offsets": "--command-config",
+    "acls": "--command-config",
 }
 
 _LOG_CONFIG = """\
@@ -46,3 +62,20 @@ def tool_command(settings: StackSettings, tool: str, args: list[str]) -> list[st
         *bootstrap,
         *args,
     ]
+
+
+def run_tool(
+    settings: StackSettings, tool: str, args: list[str], **run: Any
+) -> subprocess.CompletedProcess[Any]:
+    """Run one tool (subprocess.run keywords in `run`) as the caller's Kafka principal; raises
+    KeyError for an unknown tool name. The credentials go in a temporary file (mode 0600), never on
+    the command line, unless the caller passes a config file of their own."""
+    command = tool_command(settings, tool, args)
+    security = KafkaSecurity()
+    option = CONFIG_OPTIONS[tool]
+    if option in args or security.security_protocol == "PLAINTEXT":
+        return subprocess.run(command, **run)
+    with tempfile.NamedTemporaryFile("w", prefix="cqrs-kafka-", suffix=".properties") as config:
+        config.write(security.java_properties())
+        config.flush()
+        return subprocess.run([*command, option, config.name], **run)

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from infra.access import kafka_problem, redis_problem
 from schemas.schema_log import codec_reading_the_log
 from schemas.topics import events_topic
 from stream_processors.deadletters import read_letters, replay
@@ -48,6 +49,19 @@ class OperatorSettings(BaseSettings):
 def _fail(message: str) -> typer.Exit:
     console.print(f"[red]error:[/red] {message}")
     return typer.Exit(1)
+
+
+def _check_access() -> None:
+    # Runs before every views/offsets/dlq command (not for --help): a missing or refused Kafka or
+    # Redis credential is named with what to set, instead of a hang or a stack trace.
+    settings = OperatorSettings()
+    problem = redis_problem(settings.redis_url) or kafka_problem(settings.kafka_bootstrap_servers)
+    if problem:
+        raise _fail(problem)
+
+
+for _app in (views_app, offsets_app, dlq_app):
+    _app.callback()(_check_access)
 
 
 def _view_names(name: str | None) -> list[str]:

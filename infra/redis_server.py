@@ -9,9 +9,53 @@ import time
 
 import redis
 
-from infra import processes
+from infra import credentials, processes
 from infra.kafka_broker import StackError, _port_open
 from infra.settings import StackSettings
+from stream_processors import layout
+from stream_processors.views.registry import VIEWS
+
+# Every key and channel the services use is under `view:` (stream_processors/layout.py): rows,
+# generations, checkpoints, status, the recovery lock, and the `view:<view>:changed:<row>`
+# channels.
+VIEW_KEYS = "~view:*"
+READ_ONLY = (
+    "-@all +@read +@connection -@dangerous"
+    # one-round-trip query scripts; a script's commands run with this user's rights, so it reads only
+    " +evalsha +eval +evalsha_ro +eval_ro +script|load +script|exists"
+    " +psubscribe +punsubscribe +subscribe +unsubscribe"
+)
+
+
+def change_patterns() -> str:
+    """The query API's PSUBSCRIBE patterns, one per served view. Redis checks a PSUBSCRIBE pattern
+    against the user's channel patterns literally (`&view:*` does not allow PSUBSCRIBE
+    `view:accounts:changed:*`; checked on Redis 7.0), so each is granted as it is subscribed. A view
+    added by CQRS_EXTRA_MODULES is covered when the stack starts with the same setting."""
+    return " ".join(
+        f"&{layout.changes_pattern(name)}" for name, spec in sorted(VIEWS.items()) if spec.queried
+    )
+
+
+def acl_users() -> dict[str, str]:
+    return {
+        # the CLI, the test process: everything, but by name and password (the default user is off)
+        credentials.OPERATOR: "~* &* +@all",
+        # projectors, rebuilds, catch-up workers: read and write the views, publish changes; no
+        # administration (CONFIG, FLUSHALL, DEBUG, KEYS, ...)
+        "projector": f"{VIEW_KEYS} &view:* +@all -@admin -@dangerous",
+        "query-api": f"{VIEW_KEYS} {change_patterns()} {READ_ONLY}",
+    }
+
+
+def acl_file(passwords: dict[str, str]) -> str:
+    """Redis ACL users: `default` off, one user per role that uses Redis."""
+    lines = ["user default off resetkeys resetchannels -@all"]
+    lines += [
+        f"user {user} on >{passwords[user]} resetkeys resetchannels {rules}"
+        for user, rules in acl_users().items()
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def ensure_redis_server() -> str:
@@ -56,6 +100,11 @@ class RedisServer:
             raise StackError(f"{host}:{port} is taken by a process this stack did not start")
         binary = ensure_redis_server()
         self.home.mkdir(parents=True, exist_ok=True)
+        passwords = credentials.ensure(self.settings.stack_dir)
+        users = self.home / "users.acl"  # rewritten on every start: a changed password takes effect
+        users.touch(mode=0o600)
+        users.chmod(0o600)
+        users.write_text(acl_file(passwords))
         processes.start_detached(
             [
                 binary,
@@ -75,6 +124,8 @@ class RedisServer:
                 "",
                 "--pidfile",
                 str(self.home / "redis-server.pid"),
+                "--aclfile",
+                str(users),
             ],
             pid_file=self.pid_file,
             log_file=self.log_file,
@@ -82,7 +133,13 @@ class RedisServer:
             markers=[f"--port {port}", f"{host}:{port}"],
         )
         deadline = time.monotonic() + timeout_s
-        client = redis.Redis(host=host, port=port, socket_timeout=1)
+        client = redis.Redis(
+            host=host,
+            port=port,
+            username=credentials.OPERATOR,
+            password=passwords[credentials.OPERATOR],
+            socket_timeout=1,
+        )
         try:
             while time.monotonic() < deadline:
                 if self.pid() is None:

@@ -1,4 +1,5 @@
-"""Runs the four services as child processes with pid files and logs; stops them in order."""
+"""Runs the four services as child processes with pid files and logs, each as its own Kafka and
+Redis principal; stops them in order."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from infra import processes
+from infra import credentials, processes
+from infra import stack as local_stack
 from infra.settings import StackSettings
 from producers.aggregates import aggregates
 
@@ -18,42 +20,56 @@ from producers.aggregates import aggregates
 class Service:
     name: str
     module: str
+    principal: str  # its Kafka user and Redis user (infra/kafka_acls.py, infra/redis_server.py)
     health_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # on top of the runner's environment
 
 
 def services(command_port: int = 8001, query_port: int = 8002, projector_port: int = 8011) -> list[Service]:
     return [
-        Service("query-api", "query_api.app", f"http://127.0.0.1:{query_port}/healthz"),
-        Service("projector", "stream_processors.app", f"http://127.0.0.1:{projector_port}/metrics"),
+        Service("query-api", "query_api.app", "query-api", f"http://127.0.0.1:{query_port}/healthz"),
+        Service(
+            "projector", "stream_processors.app", "projector", f"http://127.0.0.1:{projector_port}/metrics"
+        ),
         Service(
             "projector-transfers",
             "stream_processors.app",
+            "projector",
             f"http://127.0.0.1:{projector_port + 1}/metrics",
             {"PROJECTOR_VIEW": "transfers", "PROJECTOR_METRICS_PORT": str(projector_port + 1)},
         ),
         Service(
             "projector-statements",
             "stream_processors.app",
+            "projector",
             f"http://127.0.0.1:{projector_port + 2}/metrics",
             {"PROJECTOR_VIEW": "statements", "PROJECTOR_METRICS_PORT": str(projector_port + 2)},
         ),
         Service(
             "transfer-process",
             "stream_processors.transfer_process",
+            "transfer-process",
             f"http://127.0.0.1:{projector_port + 3}/healthz",
             {"TRANSFER_PROCESS_METRICS_PORT": str(projector_port + 3)},
         ),
         *(
-            Service(f"command-processor-{name}", "producers.processor", env={"AGGREGATE": name})
+            Service(
+                f"command-processor-{name}",
+                "producers.processor",
+                "command-processor",
+                env={"AGGREGATE": name},
+            )
             for name in aggregates()
         ),
-        Service("command-api", "producers.api.app", f"http://127.0.0.1:{command_port}/healthz"),
+        Service(
+            "command-api", "producers.api.app", "command-api", f"http://127.0.0.1:{command_port}/healthz"
+        ),
     ]
 
 
 class ServiceRunner:
     def __init__(self, settings: StackSettings, env: dict[str, str] | None = None) -> None:
+        self.settings = settings
         self.dir = settings.stack_dir.resolve() / "services"
         self.env = {**os.environ, **(env or {})}
         self.started: list[Service] = []
@@ -75,9 +91,24 @@ class ServiceRunner:
             pid_file=self.pid_file(service),
             log_file=self.log_file(service),
             markers=[f"-m {service.module}"],
-            env={**self.env, **service.env},
+            env=self.service_env(service),
         )
         self.started.append(service)
+
+    def service_env(self, service: Service) -> dict[str, str]:
+        """The runner's environment, the service's own settings, and (when the local stack has
+        credentials) the service's principal: KAFKA_SASL_*, KAFKA_SECURITY_PROTOCOL and a REDIS_URL
+        with its Redis user."""
+        env = {**self.env, **service.env}
+        passwords = credentials.load(self.settings.stack_dir)
+        if passwords is not None:
+            on = local_stack.secured(self.settings)
+            redis_url = env.get("REDIS_URL", self.settings.redis_url)
+            password = passwords[service.principal]
+            env |= credentials.client_env(
+                service.principal, password, redis_url, kafka=on.kafka, redis=on.redis
+            )
+        return env
 
     def wait_healthy(self, service: Service, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s

@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import redis as redis_client
+
+from infra import credentials
 from infra.kafka_broker import KafkaBroker
 from infra.redis_server import RedisServer
 from infra.settings import StackSettings
@@ -43,3 +46,38 @@ def status(settings: StackSettings) -> list[tuple[str, str, int | None, str]]:
         ("kafka", f"{khost}:{kport}", kafka.pid(), str(kafka.home)),
         ("redis", f"{rhost}:{rport}", redis.pid(), str(redis.home)),
     ]
+
+
+@dataclass(frozen=True)
+class Secured:
+    """Which running servers of the stack want credentials: a server started before security
+    was turned on keeps running without it until `stack down` and `stack up`."""
+
+    kafka: bool
+    redis: bool
+
+
+def secured(settings: StackSettings) -> Secured:
+    passwords = credentials.load(settings.stack_dir)
+    if passwords is None:
+        return Secured(False, False)
+    broker = KafkaBroker(settings)
+    kafka = broker.properties.exists() and "SASL_PLAINTEXT://" in broker.properties.read_text()
+    host, port = settings.redis_host_port
+    client = redis_client.Redis(
+        host=host,
+        port=port,
+        username=credentials.OPERATOR,
+        password=passwords[credentials.OPERATOR],
+        socket_timeout=2,
+    )
+    try:
+        client.ping()
+        redis = True
+    except redis_client.AuthenticationError:  # no such user: started without the ACL file
+        redis = False
+    except redis_client.RedisError:
+        redis = True  # not running (or not answering): the next start has users
+    finally:
+        client.close()
+    return Secured(kafka, redis)

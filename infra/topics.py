@@ -11,6 +11,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic  # type:
 
 from infra.settings import TopicSettings
 from producers.aggregates import aggregates
+from schemas.kafka_security import kafka_config
 from schemas.registry import SchemaRegistry
 from schemas.schema_log import SchemaLog
 from schemas.topics import TopicSpec, aggregate_topics, schemas_topic_spec
@@ -55,7 +56,7 @@ def specs(settings: TopicSettings) -> list[TopicSpec]:
 
 
 def ensure_topics(settings: TopicSettings) -> list[TopicReport]:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers, "log_level": 4})
+    admin = AdminClient(kafka_config(settings.kafka_bootstrap_servers, log_level=4))
     wanted = specs(settings)
     existing = admin.list_topics(timeout=15).topics
     to_create = [

@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from schemas.codec import SingleObjectCodec
 from schemas.compatibility import can_read
 from schemas.headers import header
+from schemas.kafka_security import kafka_config
 from schemas.registry import (
     InvalidSchema,
     Origin,
@@ -69,7 +70,7 @@ class SchemaLog:
         timeout_s: float = 10.0,
         client_config: dict[str, Any] | None = None,
     ) -> None:
-        self.config = {"bootstrap.servers": bootstrap, **(client_config or {})}
+        self.config = kafka_config(bootstrap, client_config)
         self.registry = registry
         self.min_refresh_interval_s = min_refresh_interval_s
         self.timeout_s = timeout_s

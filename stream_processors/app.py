@@ -18,6 +18,7 @@ import redis.asyncio as aredis
 from faust.types import TP
 
 from schemas.codec import SingleObjectCodec
+from schemas.kafka_security import KafkaSecurity
 from schemas.schema_log import codec_reading_the_log
 from schemas.topics import dead_letters_topic, events_topic
 from stream_processors.generations import Generations
@@ -109,6 +110,7 @@ class ProjectorService:
         self.app = app = faust.App(
             group_id(source, spec.name, generation),  # this generation's consumer group
             broker=[f"kafka-rc://{server}" for server in settings.kafka_bootstrap_servers.split(",")],
+            broker_credentials=KafkaSecurity().faust_credentials(),  # SASL/TLS (None: PLAINTEXT)
             topic_disable_leader=True,
             web_enabled=True,  # /metrics only
             web_bind=settings.projector_metrics_host,

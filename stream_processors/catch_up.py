@@ -22,6 +22,7 @@ import time
 import redis.asyncio as aredis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
 
+from schemas.kafka_security import kafka_config
 from schemas.schema_log import codec_reading_the_log
 from schemas.topics import dead_letters_topic, events_topic
 from stream_processors.projector import DeadLetter, Projector, RawRecord
@@ -49,7 +50,7 @@ async def run(settings: CatchUpSettings) -> None:
     client = aredis.Redis.from_url(settings.redis_url)
     writer = ViewWriter(client, spec.name, generation)
     producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all", "log_level": 3}
+        kafka_config(settings.kafka_bootstrap_servers, {"acks": "all", "log_level": 3})
     )
 
     async def send_dead_letter(letter: DeadLetter) -> None:
@@ -72,7 +73,7 @@ async def run(settings: CatchUpSettings) -> None:
     )
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            **kafka_config(settings.kafka_bootstrap_servers),
             "group.id": group_id(source, spec.name, generation),  # only to read its start offsets
             "enable.auto.commit": False,
             "isolation.level": "read_committed",

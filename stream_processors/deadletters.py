@@ -12,6 +12,7 @@ import redis.asyncio as aredis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from schemas.codec import Codec, DecodeError
+from schemas.kafka_security import kafka_config
 from schemas.topics import dead_letters_topic
 from stream_processors import layout
 from stream_processors.log_admin import LogAdmin
@@ -37,7 +38,7 @@ def read_letters(bootstrap: str, aggregate: str) -> list[Letter]:
     ends = {p: high for p, (_, high) in LogAdmin(bootstrap).watermarks(topic).items()}
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_config(bootstrap),
             "group.id": "unused",  # assign() only; nothing is committed
             "enable.auto.commit": False,
             "log_level": 3,

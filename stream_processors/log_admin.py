@@ -21,6 +21,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
+from schemas.kafka_security import kafka_config
+
 T = TypeVar("T")
 TIMEOUT_S = 15
 _EARLIEST = OffsetSpec.earliest()  # type: ignore[no-untyped-call]
@@ -62,7 +64,7 @@ class Member:
 class LogAdmin:
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        self.admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+        self.admin = AdminClient(kafka_config(bootstrap, log_level=3))
 
     def partitions(self, topic: str) -> list[int]:
         metadata = self.admin.list_topics(topic, timeout=TIMEOUT_S).topics.get(topic)
@@ -167,7 +169,7 @@ class LogAdmin:
         marks = self.watermarks(topic)
         consumer = Consumer(
             {
-                "bootstrap.servers": self.bootstrap,
+                **kafka_config(self.bootstrap),
                 "group.id": "unused",  # assign() only; nothing is committed
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

@@ -59,6 +59,7 @@ from faust.app.base import BootStrategy
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.kafka_security import KafkaSecurity
 from schemas.schema_log import codec_reading_the_log
 from stream_processors.transfer_process_engine import LATENCY_BUCKETS_S, Config, Counters, TransferProcess
 from stream_processors.transfer_process_rules import Policy
@@ -229,6 +230,7 @@ def create_app(settings: TransferProcessSettings, process: TransferProcess) -> f
     app = HostApp(
         f"{settings.transfer_process_group_id}-host",  # no agents: faust serves and supervises only
         broker=f"kafka://{settings.kafka_bootstrap_servers.split(',')[0]}",
+        broker_credentials=KafkaSecurity().faust_credentials(),  # SASL/TLS (None: PLAINTEXT)
         topic_disable_leader=True,
         web_enabled=True,
         web_bind=settings.transfer_process_metrics_host,

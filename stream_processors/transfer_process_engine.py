@@ -30,7 +30,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from schemas.codec import Codec, CodecError
-from schemas.headers import COMMAND_ID_HEADER
+from schemas.headers import ACTOR_HEADER, ACTOR_OWNER_ID_HEADER, COMMAND_ID_HEADER
+from schemas.kafka_security import kafka_config
 from schemas.keys import partition_for
 from schemas.topics import commands_topic, events_topic, results_topic
 from stream_processors.transfer_process_rules import (
@@ -144,7 +145,7 @@ class TransferProcess:
             "transfer": commands_topic(config.transfer_topics),
         }
         self.facts = config.facts_topic
-        self.base: dict[str, Any] = {"bootstrap.servers": config.bootstrap, "socket.nagle.disable": True}
+        self.base: dict[str, Any] = kafka_config(config.bootstrap, {"socket.nagle.disable": True})
         if clients is not None:
             self.consumer, self.producer, self.partitions = clients
         else:
@@ -560,7 +561,13 @@ class TransferProcess:
         }
         value = self.codec.encode(send.name, record)
         partition = partition_for(send.aggregate_id, self.partitions[topic])
-        return topic, partition, send.aggregate_id, value, [(COMMAND_ID_HEADER, send.command_id.encode())]
+        headers: Headers = [(COMMAND_ID_HEADER, send.command_id.encode())]
+        if send.actor is not None:
+            subject, owner_id = send.actor
+            headers.append((ACTOR_HEADER, subject.encode()))
+            if owner_id:
+                headers.append((ACTOR_OWNER_ID_HEADER, owner_id.encode()))
+        return topic, partition, send.aggregate_id, value, headers
 
     def _decision(self, decision: GaveUp) -> tuple[str, int, str, bytes, Headers]:
         """A give-up is recorded as the FailTransfer it sent, on the facts topic, so a restart

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.support.tokens import signing_key
+
+signing_key()  # before any app is made: AUTH_PUBLIC_KEY_FILE names the key tests sign with
+
 
 @dataclass(frozen=True)
 class Stack:
@@ -40,12 +44,14 @@ def _reachable(stack: Stack) -> str | None:
     import redis
     from confluent_kafka.admin import AdminClient
 
+    from schemas.kafka_security import kafka_config
+
     try:
         redis.Redis.from_url(stack.redis_url, socket_timeout=2).ping()
     except Exception as exc:
         return f"Redis at {stack.redis_url} does not answer ({exc})"
     try:
-        AdminClient({"bootstrap.servers": stack.kafka_bootstrap_servers, "log_level": 0}).list_topics(
+        AdminClient(kafka_config(stack.kafka_bootstrap_servers, log_level=0)).list_topics(
             timeout=10
         )
     except Exception as exc:

@@ -12,10 +12,10 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from producers.engine.batches import next_batch
 from producers.engine.handler import CommandEnvelope, Outcome
-from producers.engine.wire import command_to_record, outcome_from_result
+from producers.engine.wire import command_headers, command_to_record, outcome_from_result
 from producers.settings import CommandApiSettings
 from schemas.codec import Codec, CodecError, SingleObjectCodec
-from schemas.headers import COMMAND_ID_HEADER
+from schemas.kafka_security import kafka_config
 from schemas.keys import partition_for
 from schemas.topics import commands_topic, results_topic
 
@@ -51,7 +51,7 @@ class CommandGateway:
         self.settings = settings
         self.codec = codec or SingleObjectCodec()
         self.aggregates = aggregates
-        base = {"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.nagle.disable": True}
+        base = kafka_config(settings.kafka_bootstrap_servers, {"socket.nagle.disable": True})
         self.producer = Producer({**base, "linger.ms": 1, "enable.idempotence": True})
         self.consumer = Consumer(
             {
@@ -111,7 +111,7 @@ class CommandGateway:
                 key=envelope.aggregate_id,
                 value=self.codec.encode(name, record),
                 partition=partition_for(envelope.aggregate_id, self.partitions[topic]),
-                headers=[(COMMAND_ID_HEADER, envelope.command_id.encode())],
+                headers=command_headers(envelope),
                 on_delivery=self._on_delivery(envelope.command_id),
             )
             return await asyncio.wait_for(future, self.settings.command_timeout_s)

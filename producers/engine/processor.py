@@ -15,6 +15,7 @@ from producers.engine.batches import next_batch
 from producers.engine.state_loader import StateLoader
 from producers.settings import ProcessorSettings
 from schemas.codec import Codec
+from schemas.kafka_security import kafka_config
 from schemas.topics import commands_topic, events_topic, results_topic, snapshots_topic
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ class TopicLayoutError(RuntimeError):
 class CommandProcessor:
     def __init__(self, settings: ProcessorSettings, aggregate: Aggregate, codec: Codec) -> None:
         self.settings, self.aggregate, self.codec = settings, aggregate, codec
-        base = {"bootstrap.servers": settings.kafka_bootstrap_servers, "socket.nagle.disable": True}
+        base = kafka_config(settings.kafka_bootstrap_servers, {"socket.nagle.disable": True})
         self.consumer = Consumer(
             {
                 **base,

@@ -20,6 +20,7 @@ from producers.engine.wire import (
     stream_from_snapshot,
 )
 from schemas.codec import Codec, CodecError
+from schemas.kafka_security import kafka_config
 from schemas.topics import events_topic, results_topic, snapshots_topic
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ class StateLoader:
     def _consumer(self) -> Consumer:
         return Consumer(
             {
-                "bootstrap.servers": self.bootstrap,
+                **kafka_config(self.bootstrap),
                 "group.id": f"{self.group_id}.loader",  # never joins: partitions assigned by hand
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",

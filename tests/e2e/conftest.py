@@ -13,6 +13,7 @@ import pytest
 from infra.services import ServiceRunner, services
 from infra.settings import StackSettings
 from tests.conftest import Stack
+from tests.support.tokens import bearer
 
 COMMAND_PORT = int(os.environ.get("COMMAND_API_PORT", "18001"))
 QUERY_PORT = int(os.environ.get("QUERY_API_PORT", "18002"))
@@ -66,13 +67,14 @@ def running(stack: Stack) -> Iterator[Services]:
         "PROJECTOR_METRICS_PORT": str(PROJECTOR_PORT),
     }
     runner = ServiceRunner(StackSettings(), env=env)
+    staff = bearer()  # every scope, any account
     try:
         for service in services(COMMAND_PORT, QUERY_PORT, PROJECTOR_PORT):
             runner.start(service)
             runner.wait_healthy(service)
         with (
-            httpx.Client(base_url=f"http://127.0.0.1:{COMMAND_PORT}", timeout=15) as commands,
-            httpx.Client(base_url=f"http://127.0.0.1:{QUERY_PORT}", timeout=5) as queries,
+            httpx.Client(base_url=f"http://127.0.0.1:{COMMAND_PORT}", timeout=15, headers=staff) as commands,
+            httpx.Client(base_url=f"http://127.0.0.1:{QUERY_PORT}", timeout=5, headers=staff) as queries,
         ):
             wait_ready(queries)
             wait_commands_served(commands)

@@ -1,6 +1,8 @@
 """Plays another team's system: follows only schemas/README.md, imports nothing of this project.
 
 Usage: python foreign_system.py BOOTSTRAP_SERVERS SCHEMA_DIR
+Credentials (when the broker asks for them) from KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISM,
+KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD: it runs as the `other-system` principal.
 Sends OpenAccount to commands.account, waits for its CommandResult on results.account, reads the
 resulting event from events.account at the result's position, and prints what it saw as JSON.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import time
 import uuid
@@ -18,6 +21,19 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+
+def security() -> dict[str, str]:
+    """librdkafka security settings from the environment (none: PLAINTEXT)."""
+    protocol = os.environ.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    conf = {"security.protocol": protocol}
+    if protocol.startswith("SASL_"):
+        conf |= {
+            "sasl.mechanism": os.environ.get("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),
+            "sasl.username": os.environ["KAFKA_SASL_USERNAME"],
+            "sasl.password": os.environ["KAFKA_SASL_PASSWORD"],
+        }
+    return conf
 
 
 def load_schemas(folder: Path) -> tuple[dict[bytes, dict], dict[str, tuple[int, dict]]]:
@@ -74,11 +90,12 @@ def main(bootstrap: str, schema_dir: str) -> None:
     _, open_account = newest["OpenAccount"]
 
     # Results are read on the command's partition from the end offsets taken before producing.
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
+    producer = Producer({"bootstrap.servers": bootstrap, **security(), "partitioner": "murmur2_random"})
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": "foreign-system",
+            **security(),
+            "group.id": "other-system.contract-check",  # its ACLs cover groups other-system*
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
         }
@@ -93,7 +110,7 @@ def main(bootstrap: str, schema_dir: str) -> None:
         "commands.account",
         key=account_id,
         value=frame(open_account["fp"], open_account["schema"], command),
-        headers=[("command_id", command_id.encode())],
+        headers=[("command_id", command_id.encode()), ("actor", b"other-team-sync")],
         on_delivery=lambda err, msg: delivered.append((err, msg)),
     )
     producer.flush(10)
@@ -121,7 +138,15 @@ def main(bootstrap: str, schema_dir: str) -> None:
                 },
                 "event": {
                     k: event[k]
-                    for k in ("event_type", "aggregate_id", "version", "owner_id", "currency", "command_id")
+                    for k in (
+                        "event_type",
+                        "aggregate_id",
+                        "version",
+                        "owner_id",
+                        "currency",
+                        "command_id",
+                        "actor",
+                    )
                 },
                 "event_offset": offset,
             }

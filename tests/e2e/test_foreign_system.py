@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -12,6 +13,7 @@ import pytest
 
 from tests.conftest import Stack
 from tests.e2e.conftest import Services
+from tests.support.principals import kafka_env
 
 pytestmark = pytest.mark.e2e
 HERE = Path(__file__).parent
@@ -26,6 +28,7 @@ def test_a_plain_fastavro_and_confluent_kafka_program_speaks_the_contract(
         assert f"from {ours}" not in source and f"import {ours}" not in source
     run = subprocess.run(
         [sys.executable, str(HERE / "foreign_system.py"), stack.kafka_bootstrap_servers, str(SCHEMAS)],
+        env={**os.environ, **kafka_env("other-system")},  # another team's principal, not the operator
         capture_output=True,
         text=True,
         timeout=90,
@@ -38,6 +41,7 @@ def test_a_plain_fastavro_and_confluent_kafka_program_speaks_the_contract(
     assert (event["aggregate_id"], event["version"]) == (result["aggregate_id"], 1)
     assert (event["owner_id"], event["currency"]) == ("other-team", "CHF")
     assert event["command_id"] == result["command_id"]
+    assert event["actor"] == "other-team-sync"  # the command's actor header, recorded in its event
     # The command went where the murmur2 partitioner put it; the event sits on the same partition.
     assert result["position"] == f"{seen['command_partition']}-{seen['event_offset']}"
 

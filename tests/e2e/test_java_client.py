@@ -18,9 +18,12 @@ import httpx
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
+from schemas.kafka_security import kafka_config
 from schemas.keys import event_key, partition_for
 from tests.conftest import Stack
 from tests.e2e.conftest import QUERY_PORT, Services
+from tests.support.principals import security_of
+from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -70,7 +73,9 @@ def register(stack: Stack) -> None:
     assert run.returncode == 0, f"cqrs schemas register failed:\n{run.stdout}\n{run.stderr}"
 
 
-def run_client(stack: Stack, target: Path) -> dict[str, Any]:
+def run_client(stack: Stack, target: Path, client_config: Path | None) -> dict[str, Any]:
+    # The Java client is another team's system: it connects as `other-system` (its properties file).
+    env = {**os.environ, **({"KAFKA_CLIENT_CONFIG": str(client_config)} if client_config else {})}
     run = subprocess.run(
         [
             tool("java"),
@@ -86,6 +91,7 @@ def run_client(stack: Stack, target: Path) -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=180,
+        env=env,
     )
     print(run.stdout)
     assert run.returncode == 0, (
@@ -98,7 +104,7 @@ def run_client(stack: Stack, target: Path) -> dict[str, Any]:
 def read_at(bootstrap: str, partition: int, offset: int) -> tuple[str, bytes]:
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_config(bootstrap),
             "group.id": "java-contract-check",
             "enable.auto.commit": False,
             "isolation.level": "read_committed",
@@ -123,12 +129,18 @@ def read_at(bootstrap: str, partition: int, offset: int) -> tuple[str, bytes]:
 
 @pytest.mark.timeout(600)
 def test_a_java_avro_and_kafka_client_speaks_the_contract(
-    stack: Stack, running: Services, built: Path
+    stack: Stack, running: Services, built: Path, tmp_path: Path
 ) -> None:
     register(stack)
     register(stack)  # a second registration of the same file is a no-op, not an error
-    seen = run_client(stack, built)
+    other_system = security_of("other-system")
+    client_config = tmp_path / "other-system.properties" if other_system else None
+    if other_system and client_config:
+        client_config.write_text(other_system.java_properties())
+    seen = run_client(stack, built, client_config)
     assert seen["ok"] is True, seen.get("failure")
+    if other_system:
+        assert seen["forged_event_refused"] == "TopicAuthorizationException"
 
     account, p, results = seen["account_id"], seen["partition"], seen["results"]
     assert seen["partitions"] == 12
@@ -168,7 +180,7 @@ def test_a_java_avro_and_kafka_client_speaks_the_contract(
 
     # Again from Kafka, without the Java client: each accepted position holds that version's event,
     # and its writer schema is served by the query API.
-    with httpx.Client(base_url=f"http://127.0.0.1:{QUERY_PORT}", timeout=10) as queries:
+    with httpx.Client(base_url=f"http://127.0.0.1:{QUERY_PORT}", timeout=10, headers=bearer()) as queries:
         for version, step in enumerate(ACCEPTED, start=1):
             partition, offset = map(int, results[step]["position"].split("-"))
             assert partition == p

@@ -5,14 +5,13 @@ path (from the earliest offsets, or from a time)."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from datetime import UTC, datetime
 
 import pytest
 import redis
 
-from infra.kafka_broker import ensure_jars
+from infra.kafka_tools import run_tool
 from infra.services import services
 from infra.settings import StackSettings
 from stream_processors.generations import Generations
@@ -27,12 +26,10 @@ TOPIC = "events.account"
 
 def consumer_groups(stack: Stack, *args: str) -> str:
     """Kafka's own ConsumerGroupCommand, run from the broker's jars."""
-    libs = ensure_jars(StackSettings())
-    run = subprocess.run(
-        ["java", "-Xmx256m", "-cp", f"{libs}/*", "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand",
-         "--bootstrap-server", stack.kafka_bootstrap_servers, *args],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    args = ("--bootstrap-server", stack.kafka_bootstrap_servers, *args)
+    run = run_tool(
+        StackSettings(), "consumer-groups", list(args), capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     return run.stdout
 

@@ -22,6 +22,7 @@ from tests.e2e.conftest import QUERY_PORT, Services, wait_ready
 from tests.e2e.test_slice import read_until
 from tests.support.kafka import Aggregate
 from tests.support.projection import EventLog, deposits, wait_caught_up
+from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +37,7 @@ class Reader(threading.Thread):
         self.versions: dict[str, int] = {}
 
     def run(self) -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{QUERY_PORT}", timeout=10) as client:
+        with httpx.Client(base_url=f"http://127.0.0.1:{QUERY_PORT}", timeout=10, headers=bearer()) as client:
             while not self.stop.is_set():
                 for account in self.accounts:
                     response = client.get(f"/accounts/{account}")

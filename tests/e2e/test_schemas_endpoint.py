@@ -14,6 +14,7 @@ from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from tests.conftest import Stack
 from tests.e2e.conftest import Services
+from tests.support.principals import kafka_env
 
 pytestmark = pytest.mark.e2e
 AVRO = Path(__file__).resolve().parents[2] / "schemas" / "avro"
@@ -50,7 +51,11 @@ def test_a_schema_registered_later_is_served_without_a_restart(stack: Stack, run
     path.write_text(json.dumps(raw))
     register = subprocess.run(
         [str(Path(sys.executable).parent / "cqrs"), "schemas", "register", str(path)],
-        env={"KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers, "PATH": "/usr/bin:/bin"},
+        env={
+            "KAFKA_BOOTSTRAP_SERVERS": stack.kafka_bootstrap_servers,
+            "PATH": "/usr/bin:/bin",
+            **kafka_env("operator"),  # the broker asks who registers
+        },
         capture_output=True,
         text=True,
         timeout=60,

@@ -32,7 +32,9 @@ def statements_projector() -> Service:
     ]
     port = PROJECTOR_PORT + 2
     env = {"PROJECTOR_VIEW": statements.NAME, "PROJECTOR_METRICS_PORT": str(port)}
-    own = Service("projector-statements", "stream_processors.app", f"http://127.0.0.1:{port}/metrics", env)
+    own = Service(
+        "projector-statements", "stream_processors.app", "projector", f"http://127.0.0.1:{port}/metrics", env
+    )
     return listed[0] if listed else own
 
 

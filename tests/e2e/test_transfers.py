@@ -27,11 +27,13 @@ from confluent_kafka import Producer
 from infra import processes
 from infra.services import Service, services
 from schemas.headers import COMMAND_ID_HEADER
+from schemas.kafka_security import kafka_config
 from schemas.keys import partition_for
 from tests.conftest import Stack
 from tests.e2e.conftest import COMMAND_PORT, PROJECTOR_PORT, QUERY_PORT, Services
 from tests.e2e.test_rebuild import cqrs
 from tests.support.kafka import ChildProcess, codec, read_topic
+from tests.support.tokens import bearer
 
 pytestmark = pytest.mark.e2e
 
@@ -275,7 +277,7 @@ class TransferSender:
 
     def __init__(self, stack: Stack) -> None:
         config = {
-            "bootstrap.servers": stack.kafka_bootstrap_servers,
+            **kafka_config(stack.kafka_bootstrap_servers),
             "enable.idempotence": True,
             "linger.ms": 5,
         }
@@ -417,7 +419,9 @@ def test_chaos_5000_transfers_while_the_process_manager_and_processors_are_kille
 
         def request(n: int) -> None:
             if not hasattr(local, "client"):
-                local.client = httpx.Client(base_url=f"http://127.0.0.1:{COMMAND_PORT}", timeout=15)
+                local.client = httpx.Client(
+                    base_url=f"http://127.0.0.1:{COMMAND_PORT}", timeout=15, headers=bearer()
+                )
             src, dst, amount, _ = plan[n]
             body = {"from_account_id": src, "to_account_id": dst, "amount": amount}
             answer = post(local.client, "/transfers", body, keys[n])

@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import Producer
 
 from schemas.codec import SingleObjectCodec
+from schemas.kafka_security import kafka_config
 from schemas.keys import partition_for
 from schemas.registry import SchemaRegistry
 from schemas.schema_log import SchemaLog
@@ -63,7 +64,7 @@ def processor(stack: Stack, unique: str, tmp_path: Path):  # type: ignore[no-unt
 
 def test_misrouted_and_unreadable_commands_are_answered_on_the_aggregates_partition(processor) -> None:  # type: ignore[no-untyped-def]
     aggregate, running = processor
-    sender, raw = CommandSender(aggregate), Producer({"bootstrap.servers": aggregate.bootstrap})
+    sender, raw = CommandSender(aggregate), Producer(kafka_config(aggregate.bootstrap))
     account = f"acc-{uuid.uuid4()}"
     home = partition_for(account, aggregate.partitions)
     wrong = (home + 1) % aggregate.partitions
@@ -194,7 +195,7 @@ def test_a_schema_registered_at_run_time_is_read_without_a_restart(processor) ->
     frame = SingleObjectCodec(registry).encode_as(
         registered, command(account, command_id, amount=42, reference=None, channel="t", teller_note="hi")
     )
-    raw = Producer({"bootstrap.servers": aggregate.bootstrap})
+    raw = Producer(kafka_config(aggregate.bootstrap))
     raw.produce(f"commands.{aggregate.name}", key=account, value=frame,
                 partition=partition_for(account, aggregate.partitions))  # fmt: skip
     assert raw.flush(10) == 0

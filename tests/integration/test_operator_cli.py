@@ -13,6 +13,7 @@ import redis
 from confluent_kafka import Consumer, Producer
 
 from schemas.codec import SingleObjectCodec
+from schemas.kafka_security import kafka_config
 from stream_processors.log_admin import LogAdmin
 from tests.conftest import Stack
 from tests.support.kafka import Aggregate
@@ -43,7 +44,7 @@ def test_offsets_reset_refuses_a_live_group_and_works_on_a_stopped_one(stack: St
     topic, group = f"events.{aggregate.name}", f"reader-{unique}"
     consumer = Consumer(
         {
-            "bootstrap.servers": stack.kafka_bootstrap_servers,
+            **kafka_config(stack.kafka_bootstrap_servers),
             "group.id": group,
             "auto.offset.reset": "earliest",
         }
@@ -103,7 +104,7 @@ def test_a_dead_letter_redriven_after_its_cause_is_fixed_is_applied_exactly_once
         "MoneyDeposited",
         event("MoneyDeposited", account, 2, amount=25, reference=None, channel="test"),
     )
-    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap_servers})
+    producer = Producer(kafka_config(stack.kafka_bootstrap_servers))
     for value, offset, error in (
         (deposit, 41, "UnknownEventType: no rule"),
         (b"\x00garbage", 42, "CorruptBody"),

@@ -13,6 +13,7 @@ from confluent_kafka import Producer
 
 from infra.settings import TopicSettings
 from infra.topics import ensure_topics
+from schemas.kafka_security import kafka_config
 from tests.conftest import Stack
 from tests.support.kafka import read_topic
 from tests.unit.test_single_writer import FakeOutbox
@@ -26,7 +27,7 @@ class KafkaOutbox:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.bootstrap, self.topic = bootstrap, topic
         self.producer = Producer(
-            {"bootstrap.servers": bootstrap, "transactional.id": f"contract-{uuid.uuid4()}"}
+            kafka_config(bootstrap, {"transactional.id": f"contract-{uuid.uuid4()}"})
         )
         self.producer.init_transactions()
         self.producer.begin_transaction()

@@ -26,6 +26,8 @@ from tests.support.projection import ProjectorProcess, last_offsets, wait_caught
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 PREVIOUS_RELEASE = "6646883"  # main before the fingerprint fix: it framed fingerprints reversed
+# That release predates Kafka security: a sitecustomize gives its clients this process's credentials.
+LEGACY_SECURITY = ROOT / "tests" / "support" / "legacy_security"
 
 SEND = """
 import json, sys
@@ -61,7 +63,8 @@ def test_a_log_written_by_the_previous_release_is_read_by_this_one(
     # The previous release's processor (run from its own tree: the working directory comes first
     # on sys.path), snapshotting often so that its snapshots are in the log too.
     # (That release named its topics by AGGREGATE; this one by TOPIC_SUFFIX.)
-    env = {**aggregate.env(f"old-{unique}"), "AGGREGATE": aggregate.name, "PROCESSOR_SNAPSHOT_EVERY": "2"}
+    env = {**aggregate.env(f"old-{unique}"), "AGGREGATE": aggregate.name, "PROCESSOR_SNAPSHOT_EVERY": "2",
+           "PYTHONPATH": str(LEGACY_SECURITY)}  # fmt: skip
     with open(tmp_path / "old-processor.log", "ab") as out:
         old_processor = subprocess.Popen(
             [sys.executable, "-m", "producers.processor"],
@@ -79,7 +82,8 @@ def test_a_log_written_by_the_previous_release_is_read_by_this_one(
             time.sleep(0.2)
         sent_by_old = subprocess.run(
             [sys.executable, "-c", SEND, aggregate.name, aggregate.bootstrap, "3", f"old-{unique}"],
-            cwd=old, env={**os.environ, "PYTHONPATH": str(old)}, capture_output=True, text=True, timeout=120,
+            cwd=old, env={**os.environ, "PYTHONPATH": f"{old}{os.pathsep}{LEGACY_SECURITY}"},
+            capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert sent_by_old.returncode == 0, sent_by_old.stderr
         sent = json.loads(sent_by_old.stdout.strip().splitlines()[-1])

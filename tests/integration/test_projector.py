@@ -12,6 +12,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from schemas.codec import MAGIC
+from schemas.kafka_security import kafka_config
 from tests.conftest import Stack
 from tests.support.kafka import Aggregate, read_topic
 from tests.support.projection import (
@@ -143,7 +144,7 @@ def test_a_restart_from_offset_zero_applies_nothing_twice(stack: Stack, unique: 
     calls = _hincrby_calls(redis.Redis.from_url(url))
 
     group = f"projector.{aggregate.name}.accounts.g1"
-    admin = AdminClient({"bootstrap.servers": aggregate.bootstrap})
+    admin = AdminClient(kafka_config(aggregate.bootstrap))
     rewind = [TopicPartition(f"events.{aggregate.name}", p, 0) for p in range(aggregate.partitions)]
     admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, rewind)])[group].result()
 

@@ -7,6 +7,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from infra.settings import TopicSettings
 from infra.topics import TopicMismatch, ensure_topics
+from schemas.kafka_security import kafka_config
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -29,7 +30,7 @@ def test_creates_the_contract_topics_then_reports_them_as_existing(stack: Stack,
     again = ensure_topics(settings(stack, f"t{unique}", 3))
     assert not any(r.created for r in again)
 
-    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap_servers})
+    admin = AdminClient(kafka_config(stack.kafka_bootstrap_servers))
     resource = ConfigResource(ConfigResource.Type.TOPIC, f"events.t{unique}")
     config = admin.describe_configs([resource])[resource].result()
     assert config["cleanup.policy"].value == "compact"

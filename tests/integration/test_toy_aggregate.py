@@ -21,11 +21,13 @@ from producers import aggregates
 from producers.api.app import create_app
 from producers.settings import CommandApiSettings
 from schemas.codec import SingleObjectCodec
+from schemas.kafka_security import kafka_config
 from schemas.keys import partition_for
 from schemas.registry import SchemaRegistry
 from schemas.schema_log import SchemaLog
 from tests.conftest import Stack
 from tests.support.kafka import ChildProcess, read_topic
+from tests.support.tokens import bearer
 from tests.unit.test_command_api import FakeBus
 
 pytestmark = pytest.mark.integration
@@ -65,7 +67,7 @@ def test_a_toy_aggregate_from_tests_runs_through_the_engine(
     processor.spawn("producers.processor", env)
     try:
         codec = SingleObjectCodec(registry)
-        producer = Producer({"bootstrap.servers": stack.kafka_bootstrap_servers})
+        producer = Producer(kafka_config(stack.kafka_bootstrap_servers))
         ids = []
         for by in (2, 3, -1, 5):
             command_id = str(uuid.uuid4())
@@ -112,7 +114,8 @@ def test_its_routes_join_the_command_api(monkeypatch: pytest.MonkeyPatch) -> Non
     aggregates.aggregates.cache_clear()
     try:
         bus = FakeBus()
-        with TestClient(create_app(CommandApiSettings(), gateway=bus)) as client:
+        staff = bearer(scopes=("counters:write",))
+        with TestClient(create_app(CommandApiSettings(), gateway=bus), headers=staff) as client:
             assert client.post("/counters/c9/increments", json={"by": 4}).json() == {"version": 1}
             assert "/counters/{counter_id}/increments" in client.get("/openapi.json").json()["paths"]
         ((aggregate, envelope, command),) = bus.calls

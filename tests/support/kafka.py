@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from infra.settings import TopicSettings
 from infra.topics import ensure_topics
 from schemas.codec import SingleObjectCodec
+from schemas.kafka_security import kafka_config
 from schemas.keys import partition_for
 
 codec = SingleObjectCodec()
@@ -56,7 +57,7 @@ class CommandSender:
     def __init__(self, aggregate: Aggregate) -> None:
         self.aggregate = aggregate
         self.producer = Producer(
-            {"bootstrap.servers": aggregate.bootstrap, "linger.ms": 5, "enable.idempotence": True}
+            kafka_config(aggregate.bootstrap, {"linger.ms": 5, "enable.idempotence": True})
         )
 
     def send(
@@ -102,7 +103,7 @@ def read_topic(
     aborted ones included, with committed=False), to the current end."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_config(bootstrap),
             "group.id": f"reader-{uuid.uuid4()}",
             "enable.auto.commit": False,
             "isolation.level": "read_committed" if committed else "read_uncommitted",

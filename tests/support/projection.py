@@ -14,6 +14,7 @@ import redis
 from confluent_kafka import Producer
 
 from schemas.codec import SingleObjectCodec
+from schemas.kafka_security import kafka_config
 from schemas.keys import event_key, partition_for
 from stream_processors.generations import Generations
 from tests.support.kafka import Aggregate, ChildProcess, read_topic
@@ -47,7 +48,7 @@ class EventLog:
         self.aggregate, self.aggregate_type = aggregate, aggregate_type
         self.producer = Producer(
             {
-                "bootstrap.servers": aggregate.bootstrap,
+                **kafka_config(aggregate.bootstrap),
                 "linger.ms": 20,
                 "transactional.id": f"test-log-{uuid.uuid4()}",
             }

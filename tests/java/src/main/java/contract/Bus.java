@@ -1,6 +1,10 @@
 package contract;
 
+import java.io.IOException;
+import java.io.Reader;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -17,6 +21,7 @@ import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.TopicAuthorizationException;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 import org.apache.kafka.common.serialization.StringDeserializer;
@@ -32,8 +37,11 @@ final class Bus implements AutoCloseable {
     private final KafkaProducer<String, byte[]> producer;
     private final KafkaConsumer<String, byte[]> consumer;
 
+    private final String bootstrap;
+
     Bus(String bootstrap) {
-        Properties p = new Properties();
+        this.bootstrap = bootstrap;
+        Properties p = security();
         p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         p.put(ProducerConfig.CLIENT_ID_CONFIG, "java-contract-client");
         p.put(ProducerConfig.ACKS_CONFIG, "all");
@@ -41,7 +49,7 @@ final class Bus implements AutoCloseable {
         p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
         producer = new KafkaProducer<>(p);
 
-        Properties c = new Properties();
+        Properties c = security();
         c.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         c.put(ConsumerConfig.CLIENT_ID_CONFIG, "java-contract-client");
         c.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
@@ -50,6 +58,53 @@ final class Bus implements AutoCloseable {
         c.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
         c.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
         consumer = new KafkaConsumer<>(c);
+    }
+
+    /**
+     * Client security settings (security.protocol, sasl.mechanism, sasl.jaas.config, ssl.*) from the
+     * properties file KAFKA_CLIENT_CONFIG names, as a foreign system is handed its credentials; none
+     * when unset (a PLAINTEXT broker).
+     */
+    static Properties security() {
+        Properties props = new Properties();
+        String file = System.getenv("KAFKA_CLIENT_CONFIG");
+        if (file != null && !file.isEmpty()) {
+            try (Reader in = Files.newBufferedReader(Path.of(file), StandardCharsets.UTF_8)) {
+                props.load(in);
+            } catch (IOException e) {
+                throw new IllegalStateException("cannot read KAFKA_CLIENT_CONFIG " + file, e);
+            }
+        }
+        return props;
+    }
+
+    /**
+     * Appends a forged event to the event store with a producer of its own; returns the broker's refusal
+     * (null if it was accepted). Only the command processors may write events.
+     */
+    TopicAuthorizationException forgeEvent(String key, byte[] value) {
+        Properties p = security();
+        p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(ProducerConfig.CLIENT_ID_CONFIG, "java-contract-forger");
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class.getName());
+        p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "20000");
+        p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, "10000");
+        p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, "10000");
+        try (KafkaProducer<String, byte[]> forger = new KafkaProducer<>(p)) {
+            forger.send(new ProducerRecord<>(EVENTS, 0, key, value)).get();
+            return null;
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException(e);
+        } catch (ExecutionException e) {
+            if (e.getCause() instanceof TopicAuthorizationException refused) {
+                return refused;
+            }
+            throw new IllegalStateException("produce to " + EVENTS + " failed otherwise", e.getCause());
+        } catch (TopicAuthorizationException refused) {
+            return refused;
+        }
     }
 
     int partitions(String topic) {
@@ -69,10 +124,14 @@ final class Bus implements AutoCloseable {
                 .collect(Collectors.toMap(e -> e.getKey().partition(), Map.Entry::getValue));
     }
 
-    /** A command with header command_id; partition null lets the default partitioner place it. */
+    /** Who this system's commands act as (the `actor` header): recorded in every event they cause. */
+    static final String ACTOR = "java-team-batch";
+
+    /** A command with headers command_id and actor; partition null lets the default partitioner place it. */
     RecordMetadata send(String key, byte[] value, String commandId, Integer partition) {
         ProducerRecord<String, byte[]> record = new ProducerRecord<>(COMMANDS, partition, key, value);
         record.headers().add("command_id", commandId.getBytes(StandardCharsets.UTF_8));
+        record.headers().add("actor", ACTOR.getBytes(StandardCharsets.UTF_8));
         try {
             return producer.send(record).get();
         } catch (InterruptedException e) {

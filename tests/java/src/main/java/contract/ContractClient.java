@@ -30,6 +30,13 @@ public final class ContractClient {
         int exit = 0;
         try (Bus bus = new Bus(args[0])) {
             run(bus, args, summary);
+            if (System.getenv("KAFKA_CLIENT_CONFIG") != null) {
+                // Authorization: this system may send commands and read events, never write them.
+                var refused = bus.forgeEvent("forged:0000000001", new byte[] {0});
+                Check.that(refused != null, "the broker refuses an event forged on " + Bus.EVENTS
+                        + (refused == null ? " (it was accepted)" : " (" + refused.getClass().getSimpleName() + ")"));
+                summary.put("forged_event_refused", refused.getClass().getSimpleName());
+            }
             summary.put("ok", true);
         } catch (Check.Violation violation) {
             System.out.println("FAIL " + violation.getMessage());

@@ -211,6 +211,7 @@ final class Scenario {
             event.put("amount", asV1.hasField("amount") ? asV1.get("amount") : null);
             event.put("channel", exact.hasField("channel") ? Text.str(exact.get("channel")) : null);
             event.put("command_id", commandId);
+            event.put("actor", exact.hasField("actor") ? Text.str(exact.get("actor")) : null);
             event.put("key", record.key());
             event.put("offset", record.offset());
             event.put("writer", writer.getFullName() + "@" + Schemas.hex(Schemas.fingerprint(writer)));
@@ -224,6 +225,8 @@ final class Scenario {
                 "the account's event types");
         Check.equal(Arrays.asList(null, 500L, 250L, 40L), pick("amount"), "the deposits' amounts");
         Check.equal(List.of(a, b, c, j), pick("command_id"), "each event names the command that caused it");
+        Check.equal(List.of(Bus.ACTOR, Bus.ACTOR, Bus.ACTOR, Bus.ACTOR), pick("actor"),
+                "each event names the actor its command's header gave");
         for (Map<String, Object> event : events) {
             Check.equal(String.format("%s:%010d", accountId, (Long) event.get("version")), event.get("key"),
                     "event key <aggregate_id>:<version:010d>");
