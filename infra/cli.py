@@ -21,6 +21,7 @@ from rich.table import Table
 from auth.local import issue
 from infra import credentials
 from infra import stack as local_stack
+from infra.access import kafka_problem
 from infra.auth_cli import ALL_SCOPES, auth_app, use_local_keys
 from infra.kafka_broker import StackError
 from infra.kafka_tools import TOOLS, run_tool
@@ -242,6 +243,12 @@ def kafka_tool(
     --bootstrap-server from KAFKA_BOOTSTRAP_SERVERS unless given, as the principal of
     KAFKA_SASL_USERNAME/KAFKA_SASL_PASSWORD (a temporary client config file)."""
     settings = StackSettings()
+    if tool not in TOOLS:
+        raise _fail(f"unknown tool {tool!r}; choose one of: {', '.join(TOOLS)}")
+    given_config = any(option in ctx.args for option in ("--command-config", "--consumer.config"))
+    problem = None if given_config else kafka_problem(settings.kafka_bootstrap_servers, timeout_s=5)
+    if problem:  # say which credentials are missing, rather than the tool's own timeout
+        raise _fail(problem)
     try:
         result = run_tool(settings, tool, list(ctx.args))
     except KeyError:
@@ -350,6 +357,7 @@ try:
   curl -s -X POST {c}/transfers {auth} -H 'content-type: application/json' \\
        -d '{{"from_account_id": "<account_id>", "to_account_id": "<other>", "amount": 500}}'
   curl -s {q}/transfers/<transfer_id> {auth}            (requested, debited, completed or failed)
+  eval "$(cqrs stack credentials --env)"        (this shell acts as the operator, then:)
   cqrs kafka consumer-groups --list             (Kafka's own tools, --bootstrap-server filled in)
 
 Ctrl-C stops everything this run started.""")
