@@ -59,6 +59,10 @@ class CommandApiSettings(BaseSettings):
     command_api_port: int = 8001
     command_timeout_s: float = 10.0
     command_api_workers: int = 1
+    # A request body larger than this is refused (413) before it is read or parsed.
+    command_api_max_body_bytes: int = 64 * 1024
+    # The request line and headers together; larger is refused by the HTTP server (h11).
+    command_api_max_header_bytes: int = 16 * 1024
 
     def served_aggregates(self) -> list[str]:
         from producers.aggregates import aggregates  # the registry imports the routes, which import this

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import AfterValidator, BaseModel, Field, StrictInt
 
 from auth.http import requires
 from auth.tokens import ACCOUNTS_WRITE, Principal
-from producers.api.submit import Body, Bus, IdempotencyKey, IfMatch, errors, keyed_id, submit
+from producers.api.submit import Body, Bus, IdempotencyKey, IfMatch, JsonRoute, errors, keyed_id, submit
 from producers.domain.account.commands import (
     ChangeOverdraftLimit,
     CloseAccount,
@@ -19,24 +20,67 @@ from producers.domain.account.commands import (
     WithdrawMoney,
 )
 from producers.domain.account.decider import MAX_AMOUNT  # the domain's limit, so HTTP and Kafka agree
+from producers.domain.account.text import (
+    MAX_REFERENCE,
+    OWNER_ID_PATTERN,
+    currency_problem,
+    owner_id_problem,
+    reference_problem,
+)
 
 AGGREGATE = "account"
-router = APIRouter(tags=["accounts"])
+router = APIRouter(tags=["accounts"], route_class=JsonRoute)
 # Customers (tokens with an owner id) act only on their own accounts: the account's writer decides
 # that (reason not_owner, 403), since only it knows the owner for sure.
 Writer = Annotated[Principal, Depends(requires(ACCOUNTS_WRITE))]
 AccountId = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
+def _checked(problem: Callable[[str], str | None]) -> AfterValidator:
+    """The domain's own rule as a field validator: 422 naming the field, before Kafka."""
+
+    def check(value: str) -> str:
+        if reason := problem(value):
+            raise ValueError(reason)
+        return value
+
+    return AfterValidator(check)
+
+
+OwnerId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        pattern=OWNER_ID_PATTERN,
+        description="an ASCII letter or digit, then letters, digits and . _ @ - (at most 200)",
+    ),
+    _checked(owner_id_problem),
+]
+Currency = Annotated[
+    str, Field(pattern=r"^[A-Z]{3}$", description="an ISO 4217 code, e.g. EUR"), _checked(currency_problem)
+]
+Reference = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MAX_REFERENCE,
+        description="printable text without control or bidi-override characters, no leading or "
+        "trailing white space",
+    ),
+    _checked(reference_problem),
+]
+
+
 class OpenAccountBody(Body):
-    owner_id: str = Field(min_length=1, max_length=200)
-    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code")
+    owner_id: OwnerId
+    currency: Currency
     overdraft_limit: StrictInt = Field(default=0, ge=0, le=MAX_AMOUNT)
 
 
 class AmountBody(Body):
     amount: StrictInt = Field(gt=0, le=MAX_AMOUNT, description="minor units")
-    reference: str | None = Field(default=None, max_length=200)
+    reference: Reference | None = None
 
 
 class ChangeAccountBody(Body):
@@ -49,15 +93,18 @@ class CommandAccepted(BaseModel):
     position: str
 
 
-_ERRORS = errors(
+_NO_BODY_ERRORS = errors(
     s403="the token may not do this: scope, or (`not_owner`, `staff_only`) not its account",
     s404="no such account",
     s409="a rule refused it (reason code in `error`)",
     s412="If-Match is stale; `current_version` says the version now",
     s422="invalid request, or an Idempotency-Key reused with another body",
     s503="Kafka is unavailable",
+    s413="the request body is larger than COMMAND_API_MAX_BODY_BYTES",
+    s431="the request headers are larger than COMMAND_API_MAX_HEADER_BYTES",
     s504="the outcome is not known in time; retry with the same key",
 )
+_ERRORS = {**_NO_BODY_ERRORS, **errors(s415="the body is not JSON (Content-Type application/json)")}
 
 
 async def _run(
@@ -132,7 +179,7 @@ async def change_account(
     return await _run(who, bus, response, account_id, command, idempotency_key, if_match)
 
 
-@router.delete("/accounts/{account_id}", response_model=CommandAccepted, responses=_ERRORS)
+@router.delete("/accounts/{account_id}", response_model=CommandAccepted, responses=_NO_BODY_ERRORS)
 async def close_account(
     account_id: AccountId,
     who: Writer,

@@ -16,6 +16,7 @@ from auth.tokens import TokenVerifier
 from producers.aggregates import aggregates
 from producers.api import errors
 from producers.api.gateway import CommandBus, CommandGateway
+from producers.api.limits import BodyLimit
 from producers.settings import CommandApiSettings
 
 OPEN_PATHS = ("/healthz",)
@@ -55,6 +56,11 @@ def create_app(
     )
     errors.install(app)
     auth_http.install(app, verifier, OPEN_PATHS)
+    app.add_middleware(  # outermost: before the token is checked
+        BodyLimit,
+        max_bytes=settings.command_api_max_body_bytes,
+        max_header_bytes=settings.command_api_max_header_bytes,
+    )
     for served_aggregate in served:
         router = aggregates()[served_aggregate].router
         if router is not None:
@@ -88,6 +94,9 @@ def main() -> None:
         workers=settings.command_api_workers,
         log_level="info",
         access_log=False,
+        # h11, not httptools: only h11 bounds the request line and headers (httptools takes any size)
+        http="h11",
+        h11_max_incomplete_event_size=settings.command_api_max_header_bytes,
     )
 
 

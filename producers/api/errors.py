@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from producers.api.gateway import GatewayUnavailable, OutcomeTimeout
 
@@ -19,6 +20,8 @@ _STATUS_BY_REASON = {
     "version_mismatch": 412,
     "invalid_amount": 422,
     "invalid_currency": 422,
+    "invalid_owner_id": 422,
+    "invalid_reference": 422,
     "invalid_overdraft_limit": 422,
     "idempotency_key_reused": 422,
 }
@@ -77,6 +80,43 @@ async def _invalid_header(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# Errors raised by the framework (routing, body reading) and by our own edge checks.
+_ERROR_BY_STATUS = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+def _unparsable(cause: BaseException | None) -> str:
+    """Why FastAPI could not read a body as JSON (it says only "error parsing the body")."""
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not UTF-8 (byte {cause.start})"
+    if isinstance(cause, RecursionError):
+        return "the JSON is nested too deeply"
+    if isinstance(cause, ValueError):  # e.g. an integer of more than 4,300 digits
+        return f"the JSON cannot be read: {cause}"
+    return "the body cannot be read as JSON"
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        # A body that is not JSON at all gets the same answer as malformed JSON: 422, field `body`.
+        message = _unparsable(exc.__cause__)
+        fields = [{"field": "body", "in": "body", "message": message}]
+        return JSONResponse(error_body("validation_error", f"body: {message}", fields=fields), 422)
+    error = _ERROR_BY_STATUS.get(exc.status_code, "http_error")
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code == 404:
+        detail = "no such route"
+    elif exc.status_code == 405:
+        detail = f"this route allows {(exc.headers or {}).get('Allow', 'other methods')}"
+    return JSONResponse(error_body(error, detail), exc.status_code, headers=exc.headers)
+
+
 async def _rejected(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CommandRejected)
     extra = {"current_version": exc.version} if exc.reason == "version_mismatch" else {}
@@ -105,6 +145,7 @@ async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(CommandRejected, _rejected)
     app.add_exception_handler(InvalidHeader, _invalid_header)
     app.add_exception_handler(OutcomeTimeout, _timeout)

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from producers.api.inflight import InFlight
 from producers.engine.batches import next_batch
 from producers.engine.handler import CommandEnvelope, Outcome
 from producers.engine.wire import command_headers, command_to_record, outcome_from_result
@@ -46,14 +47,20 @@ class CommandGateway:
     """One producer for commands, one thread reading every results partition from its end."""
 
     def __init__(
-        self, settings: CommandApiSettings, aggregates: list[str], codec: Codec | None = None
+        self,
+        settings: CommandApiSettings,
+        aggregates: list[str],
+        codec: Codec | None = None,
+        producer: Producer | None = None,
+        consumer: Consumer | None = None,
     ) -> None:
+        """`producer` and `consumer` are for tests (fakes); by default they are made here."""
         self.settings = settings
         self.codec = codec or SingleObjectCodec()
         self.aggregates = aggregates
         base = kafka_config(settings.kafka_bootstrap_servers, {"socket.nagle.disable": True})
-        self.producer = Producer({**base, "linger.ms": 1, "enable.idempotence": True})
-        self.consumer = Consumer(
+        self.producer = producer or Producer({**base, "linger.ms": 1, "enable.idempotence": True})
+        self.consumer = consumer or Consumer(
             {
                 **base,
                 "group.id": "command-api",  # never joins: partitions are assigned by hand
@@ -63,7 +70,7 @@ class CommandGateway:
             }
         )
         self.partitions: dict[str, int] = {}  # commands topic -> partition count
-        self._waiters: dict[str, asyncio.Future[Outcome]] = {}
+        self._waiters = InFlight()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -102,10 +109,9 @@ class CommandGateway:
     async def submit(self, aggregate: str, envelope: CommandEnvelope, command: Any) -> Outcome:
         assert self._loop is not None, "start() first"
         topic = commands_topic(self.topics[aggregate])
-        future: asyncio.Future[Outcome] = self._loop.create_future()
-        self._waiters[envelope.command_id] = future
-        try:
-            name, record = command_to_record(envelope, command)
+        name, record = command_to_record(envelope, command)
+
+        def send() -> None:
             self.producer.produce(
                 topic,
                 key=envelope.aggregate_id,
@@ -114,13 +120,17 @@ class CommandGateway:
                 headers=command_headers(envelope),
                 on_delivery=self._on_delivery(envelope.command_id),
             )
-            return await asyncio.wait_for(future, self.settings.command_timeout_s)
+
+        # What makes two requests with one command id the same command (not when they were made).
+        payload = (topic, envelope.aggregate_id, envelope.expected_version, envelope.actor, repr(command))
+        try:
+            return await self._waiters.outcome(
+                envelope.command_id, payload, send, self.settings.command_timeout_s
+            )
         except BufferError as exc:
             raise GatewayUnavailable(f"producer queue is full: {exc}") from exc
         except TimeoutError:
             raise OutcomeTimeout(envelope.command_id) from None
-        finally:
-            self._waiters.pop(envelope.command_id, None)
 
     def _on_delivery(self, command_id: str) -> Any:
         def callback(err: KafkaError | None, _msg: Message) -> None:
@@ -130,19 +140,9 @@ class CommandGateway:
         return callback
 
     def _resolve(self, command_id: str, result: Outcome | Exception) -> None:
-        future = self._waiters.get(command_id)
-        if future is None or self._loop is None:
-            return
-
-        def settle() -> None:
-            if future.done():
-                return
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-        self._loop.call_soon_threadsafe(settle)
+        """From any thread: every request waiting for `command_id` gets `result`."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._waiters.settle, command_id, result)
 
     def _serve_deliveries(self) -> None:
         while not self._stop.is_set():

@@ -3,11 +3,15 @@ If-Match headers, and submitting one command and mapping a rejection to its HTTP
 
 from __future__ import annotations
 
+import email.message
+import re
 import uuid
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, Header, HTTPException, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 
 from auth.tokens import Principal
@@ -16,6 +20,8 @@ from producers.api.gateway import CommandBus
 from producers.domain.actor import Actor
 from producers.engine.handler import CommandEnvelope, Outcome
 
+_VERSION = re.compile(r'(?:W/)?("?)([0-9]{1,19})\1')  # ASCII digits only (str.isdigit takes "²")
+MAX_VERSION = 2**63 - 1  # an Avro long, as expected_version is on the wire
 _KEYS = uuid.UUID("6f1d8a52-3c1e-4b8e-9a57-0d7a0e1f2b44")  # namespace for Idempotency-Key ids
 
 
@@ -59,10 +65,40 @@ def keyed_id(scope: str, key: str | None) -> str:
 def _expected_version(if_match: str | None) -> int | None:
     if if_match is None:
         return None
-    text = if_match.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise InvalidHeader("If-Match", 'must be a quoted version number, e.g. "3"')
-    return int(text)
+    match = _VERSION.fullmatch(if_match.strip())
+    if match is None or int(match[2]) > MAX_VERSION:
+        raise InvalidHeader("If-Match", f'must be a quoted version number from 0 to {MAX_VERSION}, e.g. "3"')
+    return int(match[2])
+
+
+def is_json(content_type: str) -> bool:
+    """application/json (any parameters, e.g. charset=utf-8) or application/<anything>+json."""
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+class JsonRoute(APIRoute):
+    """A route with a body takes JSON only: any other body is 415, before it is read or parsed."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler
+
+        async def json_only(request: Request) -> Response:
+            headers = request.headers
+            has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+            if has_body and not is_json(headers.get("content-type", "")):
+                raise HTTPException(
+                    415, "the body must be JSON: Content-Type application/json (or application/*+json)"
+                )
+            return await handler(request)
+
+        return json_only
 
 
 async def submit(

@@ -10,12 +10,12 @@ from pydantic import BaseModel, Field, StrictInt
 
 from auth.http import requires
 from auth.tokens import TRANSFERS_WRITE, Principal
-from producers.api.submit import Body, Bus, IdempotencyKey, errors, keyed_id, submit
+from producers.api.submit import Body, Bus, IdempotencyKey, JsonRoute, errors, keyed_id, submit
 from producers.domain.account.decider import MAX_AMOUNT
 from producers.domain.transfer.commands import RequestTransfer
 
 AGGREGATE = "transfer"
-router = APIRouter(tags=["transfers"])
+router = APIRouter(tags=["transfers"], route_class=JsonRoute)
 AccountRef = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
@@ -36,6 +36,9 @@ class TransferAccepted(BaseModel):
     response_model=TransferAccepted,
     responses=errors(
         s409="refused: `same_account`, or a reused Idempotency-Key's transfer exists (`transfer_exists`)",
+        s413="the request body is larger than COMMAND_API_MAX_BODY_BYTES",
+        s415="the body is not JSON (Content-Type application/json)",
+        s431="the request headers are larger than COMMAND_API_MAX_HEADER_BYTES",
         s422="invalid request, or an Idempotency-Key reused with another body",
         s503="Kafka is unavailable",
         s504="the outcome is not known in time; retry with the same key",

@@ -50,6 +50,13 @@ ACCEPTED = [
     (account(MAX_AMOUNT - 5), DepositMoney(5), [MoneyDeposited(5)]),
     (account(), CreditAccount("t1", 30, "a", False, "EUR"), [AccountCredited("t1", 30, "a")]),
     (None, OpenAccount("a", "EUR", MAX_AMOUNT), [AccountOpened("a", "EUR", MAX_AMOUNT)]),
+    (None, OpenAccount("jane.doe@example.com", "CHF"), [AccountOpened("jane.doe@example.com", "CHF", 0)]),
+    (None, OpenAccount("a" * 200, "JPY"), [AccountOpened("a" * 200, "JPY", 0)]),
+    (
+        account(),
+        DepositMoney(5, "Miete März, ünë 住宅", "http"),
+        [MoneyDeposited(5, "Miete März, ünë 住宅", "http")],
+    ),
     (account(0, MAX_AMOUNT), WithdrawMoney(MAX_AMOUNT), [MoneyWithdrawn(MAX_AMOUNT)]),  # down to -MAX
     (account(), DepositMoney(MAX_AMOUNT), [MoneyDeposited(MAX_AMOUNT)]),
 ]
@@ -58,6 +65,19 @@ REJECTED = [
     (account(), OpenAccount("alice", "EUR"), errors.AccountAlreadyExists),
     (None, OpenAccount("alice", "eur"), errors.InvalidCurrency),
     (None, OpenAccount("alice", "EURO"), errors.InvalidCurrency),
+    (None, OpenAccount("alice", "ZZZ"), errors.InvalidCurrency),  # three capitals, not ISO 4217
+    (None, OpenAccount("a/b", "EUR"), errors.InvalidOwnerId),  # never listable under /owners/{id}
+    (None, OpenAccount("a\x00", "EUR"), errors.InvalidOwnerId),
+    (None, OpenAccount("a\u202eb", "EUR"), errors.InvalidOwnerId),  # right-to-left override
+    (None, OpenAccount("   ", "EUR"), errors.InvalidOwnerId),
+    (None, OpenAccount("", "EUR"), errors.InvalidOwnerId),
+    (None, OpenAccount("a" * 201, "EUR"), errors.InvalidOwnerId),
+    (account(), DepositMoney(5, "rent\u202e"), errors.InvalidReference),
+    (account(), DepositMoney(5, "a\nb"), errors.InvalidReference),
+    (account(), DepositMoney(5, " x "), errors.InvalidReference),
+    (account(), DepositMoney(5, ""), errors.InvalidReference),
+    (account(10), WithdrawMoney(5, "x" * 201), errors.InvalidReference),
+    (account(10), WithdrawMoney(5, "\u200b"), errors.InvalidReference),  # zero-width space
     (None, OpenAccount("alice", "EUR", -1), errors.InvalidOverdraftLimit),
     (None, DepositMoney(100), errors.AccountNotFound),
     (None, WithdrawMoney(1), errors.AccountNotFound),

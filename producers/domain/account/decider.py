@@ -3,7 +3,6 @@ and evolve(state, event)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 
 from producers.domain.account import errors
@@ -27,9 +26,9 @@ from producers.domain.account.events import (
     MoneyWithdrawn,
     OverdraftLimitChanged,
 )
+from producers.domain.account.text import currency_problem, owner_id_problem, reference_problem
 from producers.domain.actor import Actor, NotOwner, StaffOnly
 
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
 # The largest amount, overdraft limit and |balance|: exact in every JSON reader, in JavaScript and
 # in Redis Lua numbers (doubles), so a view's balance and balance_after can never disagree.
 MAX_AMOUNT = 2**53 - 1
@@ -83,6 +82,11 @@ def _overdraft_limit(limit: int) -> None:
         raise errors.InvalidOverdraftLimit(f"overdraft_limit must be >= 0 and <= {MAX_AMOUNT}, not {limit}")
 
 
+def _reference(reference: str | None) -> None:
+    if reference is not None and (problem := reference_problem(reference)):
+        raise errors.InvalidReference(problem)
+
+
 def _take(state: Account | None, amount: int) -> Account:
     account = _open(state)
     _amount(amount)
@@ -110,15 +114,19 @@ def decide(state: Account | None, command: Command) -> list[Event]:
         case OpenAccount(owner_id, currency, overdraft_limit):
             if state is not None:
                 raise errors.AccountAlreadyExists("the account already exists")
-            if not _CURRENCY.match(currency):
-                raise errors.InvalidCurrency(f"{currency!r} is not an ISO 4217 code")
+            if problem := owner_id_problem(owner_id):
+                raise errors.InvalidOwnerId(problem)
+            if problem := currency_problem(currency):
+                raise errors.InvalidCurrency(problem)
             _overdraft_limit(overdraft_limit)
             return [AccountOpened(owner_id, currency, overdraft_limit)]
         case DepositMoney(amount, reference, channel):
             _give(state, amount)
+            _reference(reference)
             return [MoneyDeposited(amount, reference, channel)]
         case WithdrawMoney(amount, reference):
             _take(state, amount)
+            _reference(reference)
             return [MoneyWithdrawn(amount, reference)]
         case ChangeOverdraftLimit(limit):
             account = _open(state)

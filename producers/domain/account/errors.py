@@ -43,3 +43,11 @@ class BalanceLimitExceeded(DomainError):
 
 class CurrencyMismatch(DomainError):
     reason = "currency_mismatch"
+
+
+class InvalidOwnerId(DomainError):
+    reason = "invalid_owner_id"
+
+
+class InvalidReference(DomainError):
+    reason = "invalid_reference"
