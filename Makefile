@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # make test runs its own stack on other ports and folders, so it never touches `make run`'s data.
 TEST_ENV := STACK_DIR=.stack/test KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 \
             REDIS_URL=redis://127.0.0.1:16379/0 COMMAND_API_PORT=18001 QUERY_API_PORT=18002 \
-            PROJECTOR_METRICS_PORT=18011
+            PROJECTOR_METRICS_PORT=18011 GATEWAY_PORT=18000
 
 .PHONY: install run test lint unit bench stack-up stack-down stack-status topics clean
 

@@ -23,6 +23,7 @@ from infra import credentials
 from infra import stack as local_stack
 from infra.access import kafka_problem
 from infra.auth_cli import ALL_SCOPES, auth_app, use_local_keys
+from infra.gateway import Gateway
 from infra.kafka_broker import StackError
 from infra.kafka_tools import TOOLS, run_tool
 from infra.operations_cli import dlq_app, offsets_app, views_app
@@ -87,8 +88,9 @@ def stack_up() -> None:
 def stack_down() -> None:
     """Stop the services and servers this stack started (by their pid files, never by name)."""
     settings = StackSettings()
+    gateway = ["gateway"] if Gateway(settings).stop() else []
     ServiceRunner(settings).stop_all()
-    stopped = local_stack.down(settings)
+    stopped = gateway + local_stack.down(settings)
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
@@ -279,8 +281,9 @@ def run(
     command_port: Annotated[int, typer.Option(envvar="COMMAND_API_PORT")] = 8001,
     query_port: Annotated[int, typer.Option(envvar="QUERY_API_PORT")] = 8002,
     projector_port: Annotated[int, typer.Option(envvar="PROJECTOR_METRICS_PORT")] = 8011,
+    gateway_port: Annotated[int, typer.Option(envvar="GATEWAY_PORT")] = 8000,
 ) -> None:
-    """Stack, topics and all four services; Ctrl-C stops everything this run started."""
+    """Stack, topics, all four services and the gateway; Ctrl-C stops everything this run started."""
     settings = StackSettings()
     started = _up(settings)
     _act_as_operator(settings)  # each service then runs as its own principal (infra/services.py)
@@ -292,6 +295,7 @@ def run(
             "PROJECTOR_METRICS_PORT": str(projector_port),
         },
     )
+    gateway = Gateway(settings, gateway_port, command_port, query_port)
     stopping = False
 
     def on_signal(*_: object) -> None:
@@ -306,23 +310,28 @@ def run(
             runner.start(service)
             runner.wait_healthy(service)
             console.print(f"started {service.name:<18} log: {runner.log_file(service)}")
-        _print_ready(settings, command_port, query_port, projector_port)
+        gateway.start()  # last: it fronts the APIs
+        console.print(f"started {'gateway':<18} nginx, config: {gateway.conf}")
+        _print_ready(settings, gateway.url, command_port, query_port, projector_port)
         while not stopping:
             exited = runner.exited()
             if exited:
                 console.print(f"[red]{', '.join(exited)} exited[/red]; see the logs above")
                 break
             time.sleep(0.5)
-    except RuntimeError as exc:
+    except (RuntimeError, StackError) as exc:
         console.print(f"[red]error:[/red] {exc}")
     finally:
         console.print("stopping services ...")
+        gateway.stop()  # first: no new requests while the APIs stop
         runner.stop_all(runner.started)
         stopped = local_stack.down(settings, kafka=started.kafka, redis=started.redis)
         console.print(f"stopped services{' and ' + ', '.join(stopped) if stopped else ''}")
 
 
-def _print_ready(settings: StackSettings, command_port: int, query_port: int, projector_port: int) -> None:
+def _print_ready(
+    settings: StackSettings, g: str, command_port: int, query_port: int, projector_port: int
+) -> None:
     c, q = f"http://127.0.0.1:{command_port}", f"http://127.0.0.1:{query_port}"
     signing = use_local_keys(settings)
     if signing is not None:
@@ -339,6 +348,7 @@ def _print_ready(settings: StackSettings, command_port: int, query_port: int, pr
     auth = '-H "authorization: Bearer $TOKEN"'
     console.print(f"""
 [bold green]ready[/bold green]
+  gateway       {g}   — writes to the command API, reads to the query API
   command API   {c}   (OpenAPI docs: {c}/docs)
   query API     {q}   (OpenAPI docs: {q}/docs)
   projectors    http://127.0.0.1:{projector_port}/metrics (accounts), :{projector_port + 1} (transfers),
@@ -348,15 +358,15 @@ def _print_ready(settings: StackSettings, command_port: int, query_port: int, pr
 {tokens}
 
 try:
-  curl -s -X POST {c}/accounts {auth} -H 'content-type: application/json' \\
+  curl -s -X POST {g}/accounts {auth} -H 'content-type: application/json' \\
        -d '{{"owner_id": "alice", "currency": "EUR"}}'
-  curl -s -X POST {c}/accounts/<account_id>/deposits {auth} -H 'content-type: application/json' \\
+  curl -s -X POST {g}/accounts/<account_id>/deposits {auth} -H 'content-type: application/json' \\
        -d '{{"amount": 1250}}'
-  curl -s {q}/accounts/<account_id> -H "authorization: Bearer $ALICE"
-  curl -N {q}/accounts/<account_id>/stream {auth}      (live updates, server-sent events)
-  curl -s -X POST {c}/transfers {auth} -H 'content-type: application/json' \\
+  curl -s {g}/accounts/<account_id> -H "authorization: Bearer $ALICE"
+  curl -N {g}/accounts/<account_id>/stream {auth}      (live updates, server-sent events)
+  curl -s -X POST {g}/transfers {auth} -H 'content-type: application/json' \\
        -d '{{"from_account_id": "<account_id>", "to_account_id": "<other>", "amount": 500}}'
-  curl -s {q}/transfers/<transfer_id> {auth}            (requested, debited, completed or failed)
+  curl -s {g}/transfers/<transfer_id> {auth}            (requested, debited, completed or failed)
   eval "$(cqrs stack credentials --env)"        (this shell acts as the operator, then:)
   cqrs kafka consumer-groups --list             (Kafka's own tools, --bootstrap-server filled in)
 

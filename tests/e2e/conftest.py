@@ -1,4 +1,5 @@
-"""The four services as processes against the real Kafka and Redis, shared by the e2e tests."""
+"""The four services and the gateway as processes against the real Kafka and Redis, shared by the
+e2e tests."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from infra.gateway import Gateway
 from infra.services import ServiceRunner, services
 from infra.settings import StackSettings
 from tests.conftest import Stack
@@ -18,6 +20,7 @@ from tests.support.tokens import bearer
 COMMAND_PORT = int(os.environ.get("COMMAND_API_PORT", "18001"))
 QUERY_PORT = int(os.environ.get("QUERY_API_PORT", "18002"))
 PROJECTOR_PORT = int(os.environ.get("PROJECTOR_METRICS_PORT", "18011"))
+GATEWAY_PORT = int(os.environ.get("GATEWAY_PORT", "18000"))
 
 
 @dataclass
@@ -25,6 +28,7 @@ class Services:
     commands: httpx.Client
     queries: httpx.Client
     runner: ServiceRunner
+    gateway: httpx.Client  # nginx on GATEWAY_PORT: writes to `commands`, reads to `queries`
 
     def restart(self, name: str) -> None:
         service = next(s for s in services(COMMAND_PORT, QUERY_PORT, PROJECTOR_PORT) if s.name == name)
@@ -67,17 +71,21 @@ def running(stack: Stack) -> Iterator[Services]:
         "PROJECTOR_METRICS_PORT": str(PROJECTOR_PORT),
     }
     runner = ServiceRunner(StackSettings(), env=env)
+    gateway = Gateway(StackSettings(), GATEWAY_PORT, COMMAND_PORT, QUERY_PORT)
     staff = bearer()  # every scope, any account
     try:
         for service in services(COMMAND_PORT, QUERY_PORT, PROJECTOR_PORT):
             runner.start(service)
             runner.wait_healthy(service)
+        gateway.start()
         with (
             httpx.Client(base_url=f"http://127.0.0.1:{COMMAND_PORT}", timeout=15, headers=staff) as commands,
             httpx.Client(base_url=f"http://127.0.0.1:{QUERY_PORT}", timeout=5, headers=staff) as queries,
+            httpx.Client(base_url=gateway.url, timeout=15, headers=staff) as through_gateway,
         ):
             wait_ready(queries)
             wait_commands_served(commands)
-            yield Services(commands, queries, runner)
+            yield Services(commands, queries, runner, through_gateway)
     finally:
+        gateway.stop()
         runner.stop_all(runner.started)

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from auth.settings import AuthSettings
+from infra.gateway import render
 from infra.services import services
 from infra.settings import StackSettings, TopicSettings
 from producers.settings import CommandApiSettings, ProcessorSettings
@@ -52,7 +53,25 @@ def test_the_topic_init_service_runs_our_cli() -> None:
 
 
 def test_the_gateway_routes_writes_to_the_command_api_and_reads_to_the_query_api() -> None:
-    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    nginx = (ROOT / "deploy" / "gateway.conf").read_text()
     for method in ("POST", "PUT", "PATCH", "DELETE"):
         assert re.search(rf"^\s*{method}\s+command_api;", nginx, re.MULTILINE), method
+    for method in ("GET", "HEAD", "OPTIONS"):
+        assert re.search(rf"^\s*{method}\s+query_api;", nginx, re.MULTILINE), method
     assert re.search(r"^\s*default\s+query_api;", nginx, re.MULTILINE)
+
+
+def test_compose_and_make_run_share_one_gateway_configuration() -> None:
+    """compose's nginx.conf includes deploy/gateway.conf (mounted next to it); make run renders the
+    same file with only its listen address changed."""
+    gateway = COMPOSE["services"]["gateway"]
+    assert "./deploy/gateway.conf:/etc/nginx/gateway.conf:ro" in gateway["volumes"]
+    assert "./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in gateway["volumes"]
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert re.search(r"^\s*include /etc/nginx/gateway\.conf;", nginx, re.MULTILINE)
+    for upstream in ("command_api", "query_api"):  # the names gateway.conf routes to
+        assert re.search(rf"^\s*upstream {upstream}\s*{{", nginx, re.MULTILINE), upstream
+    assert "listen" not in nginx and "map " not in nginx  # nothing of gateway.conf repeated
+    shared = (ROOT / "deploy" / "gateway.conf").read_text()
+    assert gateway["ports"] == ["8000:8000"]
+    assert render(shared, 18000).replace("listen 127.0.0.1:18000;", "listen 8000;") == shared
