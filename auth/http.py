@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -18,6 +19,8 @@ _SCHEME = "bearer"
 
 
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
+QUERY_TOKEN = "stream_token"
+QueryTokens = Callable[[str, str], Principal]  # (path, token) -> caller, or AuthError
 
 
 class Authentication:
@@ -25,19 +28,35 @@ class Authentication:
     or it is answered 401 before any routing or validation; the caller goes to `request.state`.
     Which scope a route needs is the route's business (`requires`, `authorized`)."""
 
-    def __init__(self, app: ASGIApp, verifier: TokenVerifier, open_paths: Iterable[str]) -> None:
-        self.app, self.verifier = app, verifier
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: TokenVerifier,
+        open_paths: Iterable[str],
+        query_tokens: QueryTokens | None = None,
+    ) -> None:
+        self.app, self.verifier, self.query_tokens = app, verifier, query_tokens
         self.open = {*open_paths, *DOCS_PATHS}
         self.open_prefixes = tuple(p.split("{")[0] for p in self.open if "{" in p)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path in self.open or path.startswith(self.open_prefixes):
+        # OPTIONS carries no data (CORS preflights never carry credentials): answered without one.
+        if (
+            scope["type"] != "http"
+            or scope.get("method") == "OPTIONS"
+            or path in self.open
+            or path.startswith(self.open_prefixes)
+        ):
             await self.app(scope, receive, send)
             return
         header = next((v for k, v in scope["headers"] if k == b"authorization"), None)
         try:
-            who = await self._verify(header.decode("latin-1") if header else None)
+            query_token = None if header or self.query_tokens is None else _query_token(scope)
+            if query_token is not None and self.query_tokens is not None:
+                who = self.query_tokens(path, query_token)
+            else:
+                who = await self._verify(header.decode("latin-1") if header else None)
         except AuthError as exc:
             await _auth_response(exc)(scope, receive, send)
             return
@@ -54,6 +73,14 @@ class Authentication:
         if self.verifier.fetches_keys:
             return await run_in_threadpool(self.verifier.verify, token)
         return self.verifier.verify(token)
+
+
+def _query_token(scope: Scope) -> str | None:
+    """`stream_token=` of the query string (for clients that cannot send headers: EventSource)."""
+    for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1")):
+        if name == QUERY_TOKEN:
+            return str(value)
+    return None
 
 
 async def authorized(request: Request, scope: str) -> Principal:
@@ -91,10 +118,18 @@ async def _auth_error(_: Request, exc: Exception) -> JSONResponse:
     return _auth_response(exc)
 
 
-def install(app: FastAPI, verifier: TokenVerifier, open_paths: Iterable[str]) -> None:
+def install(
+    app: FastAPI,
+    verifier: TokenVerifier,
+    open_paths: Iterable[str],
+    query_tokens: QueryTokens | None = None,
+) -> None:
     """Tokens checked on every request but `open_paths` (and the docs), and 403 bodies for routes
-    that refuse a caller."""
-    app.add_middleware(Authentication, verifier=verifier, open_paths=tuple(open_paths))
+    that refuse a caller. `query_tokens` verifies a `stream_token` query parameter instead, when
+    a request has no Authorization header."""
+    app.add_middleware(
+        Authentication, verifier=verifier, open_paths=tuple(open_paths), query_tokens=query_tokens
+    )
     app.add_exception_handler(AuthError, _auth_error)
 
 

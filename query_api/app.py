@@ -13,9 +13,12 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
 
 from auth import http as auth_http
 from auth.settings import AuthSettings
@@ -23,8 +26,9 @@ from auth.tokens import TokenVerifier
 from query_api import errors, operations, routes, schemas
 from query_api.errors import error_response
 from query_api.metrics import MetricsMiddleware, RequestMetrics
-from query_api.notifications import ChangeNotifications
+from query_api.notifications import ChangeNotifications, UnknownPartition
 from query_api.settings import QueryApiSettings
+from query_api.stream_tokens import StreamTokens
 from query_api.views import SERVED_VIEWS, ViewReader
 from stream_processors.store import ViewNotReady, ViewRebuilding
 
@@ -45,6 +49,19 @@ def _without_null_parameters(document: dict[str, Any]) -> dict[str, Any]:
 
 def get_openapi_document(app: FastAPI) -> dict[str, Any]:
     return get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+
+
+class JsonCorsMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a refused preflight answered in {error, detail} like every error."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        headers.pop("content-type", None)
+        detail = bytes(response.body).decode()
+        return JSONResponse({"error": "cors_refused", "detail": detail}, response.status_code, headers)
 
 
 @dataclass
@@ -111,8 +128,22 @@ def create_app(
         redoc_url="/redoc" if auth.api_docs else None,
         openapi_url="/openapi.json" if auth.api_docs else None,
     )
-    auth_http.install(app, verifier, OPEN_PATHS)
+    secret = settings.query_api_stream_token_secret
+    stream_tokens = StreamTokens(
+        secret.get_secret_value() if secret else None, settings.query_api_stream_token_ttl_s
+    )
+    app.state.stream_tokens = stream_tokens
+    auth_http.install(app, verifier, OPEN_PATHS, query_tokens=stream_tokens.verify)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    if settings.cors_origins:  # outermost: a preflight is answered before anything else
+        app.add_middleware(
+            JsonCorsMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "HEAD", "OPTIONS"],
+            allow_headers=["Authorization", "Last-Event-ID", "If-None-Match"],
+            expose_headers=["ETag", "Retry-After"],
+            max_age=600,
+        )
     app.include_router(routes.router)
     app.include_router(operations.router)
     app.include_router(schemas.router)
@@ -129,6 +160,7 @@ def create_app(
     handle(schemas.SchemaNotFound, 404, "schema_not_found")
     handle(schemas.SchemasUnavailable, 503, "schemas_unavailable", **{"Retry-After": "2"})
     handle(errors.InvalidQuery, 422, "validation_error")
+    handle(UnknownPartition, 422, "unknown_partition")
     handle(errors.NotYetApplied, 503, "not_yet_applied", **{"Retry-After": "1"})
     handle(errors.TooManyStreams, 503, "too_many_streams", **{"Retry-After": "5"})
     handle(ViewNotReady, 503, "view_not_ready", **{"Retry-After": "1"})
@@ -144,6 +176,13 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: Exception) -> JSONResponse:
+        """Routing's own answers (no such path, method not allowed) in the same {error, detail}."""
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail), **(exc.headers or {}))
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -155,6 +194,11 @@ def create_app(
 
 def main() -> None:
     settings = QueryApiSettings()
+    if settings.query_api_workers > 1 and settings.query_api_stream_token_secret is None:
+        raise SystemExit(
+            "QUERY_API_WORKERS > 1 needs QUERY_API_STREAM_TOKEN_SECRET: a stream token issued by one "
+            "worker must be accepted by the others"
+        )
     uvicorn.run(
         "query_api.app:create_app",
         factory=True,

@@ -19,6 +19,23 @@ from stream_processors import layout
 log = logging.getLogger(__name__)
 
 
+class UnknownPartition(Exception):
+    def __init__(self, partition: int, count: int) -> None:
+        super().__init__(
+            f"after: position names partition {partition}, but the log has partitions 0 to {count - 1}"
+        )
+
+
+class StreamSlot:
+    def __init__(self, feed: ChangeNotifications) -> None:
+        self._feed: ChangeNotifications | None = feed
+
+    def release(self) -> None:
+        if self._feed is not None:
+            self._feed._slots -= 1
+            self._feed = None
+
+
 class ChangeNotifications:
     def __init__(self, client: redis.Redis, view: str, recheck_s: float = 0.25) -> None:
         self.client, self.view, self.recheck_s = client, view, recheck_s
@@ -27,6 +44,7 @@ class ChangeNotifications:
         self._listener: asyncio.Task[None] | None = None
         self.received = 0
         self.waits = {"applied": 0, "timed_out": 0}
+        self._slots = 0  # live streams admitted (counted when admitted, not when they start)
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen())
@@ -39,7 +57,15 @@ class ChangeNotifications:
 
     @property
     def streams(self) -> int:
-        return sum(len(events) for events in self._watchers.values())
+        return self._slots
+
+    def admit_stream(self, limit: int) -> StreamSlot | None:
+        """A slot for one more live stream, or None at the limit. Taken and counted at once, in the
+        request, so concurrent requests can never overshoot it; released exactly once."""
+        if self._slots >= limit:
+            return None
+        self._slots += 1
+        return StreamSlot(self)
 
     async def applied(self, partition: int, offset: int) -> bool:
         generation = await self.client.get(layout.current(self.view))
@@ -48,8 +74,25 @@ class ChangeNotifications:
         done = await self.client.hget(layout.checkpoints(self.view, int(generation)), str(partition))
         return done is not None and int(done) >= offset
 
+    async def partitions(self) -> int | None:
+        """How many partitions the live generation's source has, as its projectors report them
+        (a lag per partition, empty ones included, in the generation's status); None before the
+        first report (no check then)."""
+        generation = await self.client.get(layout.current(self.view))
+        if generation is None:
+            return None
+        fields = await self.client.hkeys(layout.status(self.view, int(generation)))
+        names = [f.decode() if isinstance(f, bytes) else str(f) for f in fields]
+        lag = layout.LAG
+        numbers = [int(n[len(lag) :]) for n in names if n.startswith(lag) and n[len(lag) :].isdigit()]
+        return max(numbers) + 1 if numbers else None
+
     async def wait(self, partition: int, offset: int, timeout_s: float) -> bool:
-        """True once the view's checkpoint for the partition has reached the offset."""
+        """True once the view's checkpoint for the partition has reached the offset. A partition
+        the log does not have raises UnknownPartition (waiting could never end)."""
+        count = await self.partitions()
+        if count is not None and partition >= count:
+            raise UnknownPartition(partition, count)
         done = await self._wait(partition, offset, timeout_s)
         self.waits["applied" if done else "timed_out"] += 1
         return done

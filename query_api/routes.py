@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 
 from auth.http import authorized
 from auth.tokens import ACCOUNTS_READ, Forbidden, Principal
@@ -22,6 +24,7 @@ from query_api.errors import (
     TransferNotFound,
 )
 from query_api.live import account_events
+from query_api.notifications import StreamSlot
 from stream_processors.store import ViewReads
 from stream_processors.views import accounts, statements, transfers
 
@@ -335,26 +338,79 @@ async def stream_account(
         str | None,
         Header(alias="Last-Event-ID", pattern=r"^[0-9]{1,18}$", description="the last version received"),
     ] = None,
+    resume_after: Annotated[
+        str | None,
+        Query(
+            alias="last_event_id",
+            pattern=r"^[0-9]{1,18}$",
+            description="the same as Last-Event-ID, for a new EventSource (which cannot set it)",
+        ),
+    ] = None,
+    stream_token: Annotated[
+        str | None,
+        Query(max_length=2000, description="from GET /accounts/{id}/stream-token, instead of a bearer token"),
+    ] = None,
 ) -> StreamingResponse:
     who = await authorized(request, ACCOUNTS_READ)
     state = request.app.state
     reader: ViewReads = state.reader
     feed = state.notifications[accounts.NAME]
-    if feed.streams >= state.settings.query_api_max_streams:
-        raise TooManyStreams(f"this process already serves {state.settings.query_api_max_streams} streams")
-    account = await accounts.account(reader, account_id)
-    if account is None or (who.is_customer and account["owner_id"] != who.owner_id):
-        raise AccountNotFound(account_id)
+    limit = state.settings.query_api_max_streams
+    slot = feed.admit_stream(limit)
+    if slot is None:
+        raise TooManyStreams(f"this process already serves {limit} streams")
+    try:
+        account = await accounts.account(reader, account_id)
+        if account is None or (who.is_customer and account["owner_id"] != who.owner_id):
+            raise AccountNotFound(account_id)
+    except BaseException:
+        slot.release()
+        raise
     events = account_events(
         reader,
         feed,
         account_id,
-        summary=account if last_event_id is None else None,
-        after_version=int(last_event_id or 0),
+        summary=account if (last_event_id or resume_after) is None else None,
+        after_version=int(last_event_id or resume_after or 0),
         keepalive_s=state.settings.query_api_stream_keepalive_s,
     )
     return StreamingResponse(
-        events,
+        _releasing(events, slot),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        background=BackgroundTask(slot.release),  # also when the client left before the first byte
     )
+
+
+class StreamToken(BaseModel):
+    token: str
+    expires_in: int  # seconds
+    stream_url: str  # where to open the EventSource (relative)
+
+
+@router.get(
+    "/accounts/{account_id}/stream-token",
+    response_model=StreamToken,
+    responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+)
+async def get_stream_token(request: Request, account_id: AccountId) -> StreamToken:
+    """A short-lived token for this account's live stream, for browsers: `EventSource` cannot send
+    an Authorization header, so open `stream_url` (which carries it as `stream_token=`). EventSource
+    reconnects with it while it lives; after that, get a new one and resume with `last_event_id=`."""
+    who = await authorized(request, ACCOUNTS_READ)
+    account = await accounts.account(request.app.state.reader, account_id)
+    if account is None or (who.is_customer and account["owner_id"] != who.owner_id):
+        raise AccountNotFound(account_id)
+    tokens = request.app.state.stream_tokens
+    token = tokens.issue(who, account_id)
+    return StreamToken(
+        token=token, expires_in=tokens.ttl_s, stream_url=f"{tokens.path(account_id)}?stream_token={token}"
+    )
+
+
+async def _releasing(events: AsyncIterator[bytes], slot: StreamSlot) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in events:
+            yield chunk
+    finally:
+        slot.release()

@@ -49,9 +49,7 @@ async def run(settings: CatchUpSettings) -> None:
     partitions = [int(p) for p in settings.catch_up_partitions.split(",") if p.strip()]
     client = aredis.Redis.from_url(settings.redis_url)
     writer = ViewWriter(client, spec.name, generation)
-    producer = Producer(
-        kafka_config(settings.kafka_bootstrap_servers, {"acks": "all", "log_level": 3})
-    )
+    producer = Producer(kafka_config(settings.kafka_bootstrap_servers, {"acks": "all", "log_level": 3}))
 
     async def send_dead_letter(letter: DeadLetter) -> None:
         producer.produce(

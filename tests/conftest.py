@@ -51,9 +51,7 @@ def _reachable(stack: Stack) -> str | None:
     except Exception as exc:
         return f"Redis at {stack.redis_url} does not answer ({exc})"
     try:
-        AdminClient(kafka_config(stack.kafka_bootstrap_servers, log_level=0)).list_topics(
-            timeout=10
-        )
+        AdminClient(kafka_config(stack.kafka_bootstrap_servers, log_level=0)).list_topics(timeout=10)
     except Exception as exc:
         return f"Kafka at {stack.kafka_bootstrap_servers} does not answer ({exc})"
     return None

@@ -26,9 +26,7 @@ class KafkaOutbox:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.bootstrap, self.topic = bootstrap, topic
-        self.producer = Producer(
-            kafka_config(bootstrap, {"transactional.id": f"contract-{uuid.uuid4()}"})
-        )
+        self.producer = Producer(kafka_config(bootstrap, {"transactional.id": f"contract-{uuid.uuid4()}"}))
         self.producer.init_transactions()
         self.producer.begin_transaction()
 
