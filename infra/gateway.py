@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 from infra import processes
+from infra.debian import ensure_program
 from infra.kafka_broker import StackError, _port_open
 from infra.settings import StackSettings
 
@@ -23,23 +22,11 @@ TEMP_PATH = re.compile(r"--http-([a-z-]+)-temp-path=")
 
 def ensure_nginx() -> str:
     """The nginx binary; installed from Debian's packages when missing and possible."""
-    found = shutil.which("nginx") or (NGINX if os.path.exists(NGINX) else None)
-    if found:
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        print("nginx is missing: installing Debian's nginx-light ...", flush=True)
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        update = ["apt-get", "update", "-qq"]
-        failed = subprocess.run(update, capture_output=True, text=True, env=env)
-        for package in ("nginx-light", "nginx"):  # nginx-light: transitional in bookworm, gone later
-            cmd = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]
-            failed = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            if failed.returncode == 0 and os.path.exists(NGINX):
-                return NGINX
-        raise StackError(f"apt-get could not install nginx:\n{failed.stderr}")
-    raise StackError(
+    return ensure_program(
+        ("nginx", NGINX),
+        ("nginx-light", "nginx"),  # nginx-light: transitional in bookworm, gone later
         "nginx is not installed: `sudo apt-get install nginx-light` (or `nginx`); the gateway "
-        "runs it as a plain child process with its own folder, not as a system service"
+        "runs it as a plain child process with its own folder, not as a system service",
     )
 
 

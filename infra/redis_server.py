@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 
 import redis
 
 from infra import credentials, processes
+from infra.debian import ensure_program
 from infra.kafka_broker import StackError, _port_open
 from infra.settings import StackSettings
 from stream_processors import layout
@@ -60,25 +58,11 @@ def acl_file(passwords: dict[str, str]) -> str:
 
 def ensure_redis_server() -> str:
     """The redis-server binary; installed from Debian's packages when missing and possible."""
-    found = shutil.which("redis-server") or (
-        "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
-    )
-    if found:
-        return found
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        print("redis-server is missing: installing Debian's package ...", flush=True)
-        for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
-            result = subprocess.run(
-                cmd, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            )
-            if result.returncode != 0:
-                raise StackError(f"{' '.join(cmd)} failed:\n{result.stderr}")
-        found = shutil.which("redis-server") or "/usr/bin/redis-server"
-        if os.path.exists(found):
-            return found
-    raise StackError(
+    return ensure_program(
+        ("redis-server", "/usr/bin/redis-server"),
+        ("redis-server",),
         "redis-server is not installed: `sudo apt-get install redis-server`, or point "
-        "REDIS_URL at a running Redis and skip the local one"
+        "REDIS_URL at a running Redis and skip the local one",
     )
 
 

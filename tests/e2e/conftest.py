@@ -21,6 +21,8 @@ COMMAND_PORT = int(os.environ.get("COMMAND_API_PORT", "18001"))
 QUERY_PORT = int(os.environ.get("QUERY_API_PORT", "18002"))
 PROJECTOR_PORT = int(os.environ.get("PROJECTOR_METRICS_PORT", "18011"))
 GATEWAY_PORT = int(os.environ.get("GATEWAY_PORT", "18000"))
+# A web page on another origin than the APIs (tests/e2e/test_browser.py) that the query API allows.
+PAGE_ORIGIN = f"http://127.0.0.1:{GATEWAY_PORT + 50}"
 
 
 @dataclass
@@ -69,6 +71,7 @@ def running(stack: Stack) -> Iterator[Services]:
         "COMMAND_API_PORT": str(COMMAND_PORT),
         "QUERY_API_PORT": str(QUERY_PORT),
         "PROJECTOR_METRICS_PORT": str(PROJECTOR_PORT),
+        "QUERY_API_CORS_ORIGINS": PAGE_ORIGIN,
     }
     runner = ServiceRunner(StackSettings(), env=env)
     gateway = Gateway(StackSettings(), GATEWAY_PORT, COMMAND_PORT, QUERY_PORT)
