@@ -21,6 +21,7 @@ from producers.domain.account.commands import (
 )
 from producers.domain.account.decider import MAX_AMOUNT  # the domain's limit, so HTTP and Kafka agree
 from producers.domain.account.text import (
+    CURRENCIES,
     MAX_REFERENCE,
     OWNER_ID_PATTERN,
     currency_problem,
@@ -58,7 +59,13 @@ OwnerId = Annotated[
     _checked(owner_id_problem),
 ]
 Currency = Annotated[
-    str, Field(pattern=r"^[A-Z]{3}$", description="an ISO 4217 code, e.g. EUR"), _checked(currency_problem)
+    str,
+    Field(
+        pattern=r"^[A-Z]{3}$",
+        description="an ISO 4217 code, e.g. EUR",
+        json_schema_extra={"enum": sorted(CURRENCIES)},  # the list, for clients and fuzzers alike
+    ),
+    _checked(currency_problem),
 ]
 Reference = Annotated[
     str,

@@ -75,3 +75,25 @@ CHECKS = [
 )
 def test_no_input_gives_a_server_error_or_a_response_outside_the_schema(case: Any) -> None:
     case.call_and_validate(base_url=BASE_URL, checks=CHECKS, timeout=15)
+
+
+def test_chains_of_commands_built_from_the_links(command_api_schema: Any) -> None:
+    """Stateful: schemathesis links operations by what one answers and the next needs (POST
+    /accounts gives `account_id`, which deposits, withdrawals, PATCH and DELETE take), so the
+    commands reach real accounts instead of 404s; every response is checked as above."""
+
+    class Commands(command_api_schema.as_state_machine()):  # type: ignore[misc]
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            case.validate_response(response, checks=CHECKS)
+
+    Commands.run(
+        settings=settings(
+            max_examples=15,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+        )
+    )
+    chained = {op for (op, status) in SEEN if status in (200, 201) and "{account_id}" in op}
+    assert chained, f"no command reached an account that POST /accounts opened: {sorted(SEEN)}"
