@@ -23,7 +23,11 @@ install: $(STAMP)
 run: install
 	$(BIN)/cqrs run
 
+# Every run starts from an empty test stack (FRESH=0 keeps the last one's data, for quick reruns):
+# a kept stack grows by each run's events, which later rebuilds replay, and dated totals collide.
+FRESH ?= 1
 test: install lint
+	@if [ "$(FRESH)" = 1 ]; then $(TEST_ENV) $(BIN)/cqrs stack down >/dev/null && rm -rf .stack/test; fi
 	$(TEST_ENV) $(BIN)/cqrs exec -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks on the test stack (started if needed); results in bench/results/. Needs wrk (apt).

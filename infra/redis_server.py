@@ -76,6 +76,17 @@ class RedisServer:
     def pid(self) -> int | None:
         return processes.running_pid(self.pid_file)
 
+    def operator_client(self, passwords: dict[str, str], socket_timeout: float) -> redis.Redis:
+        """A client of this server as the operator user (the stack's own checks)."""
+        host, port = self.settings.redis_host_port
+        return redis.Redis(
+            host=host,
+            port=port,
+            username=credentials.OPERATOR,
+            password=passwords[credentials.OPERATOR],
+            socket_timeout=socket_timeout,
+        )
+
     def start(self, timeout_s: float = 20.0) -> bool:
         if self.pid() is not None:
             return False
@@ -117,13 +128,7 @@ class RedisServer:
             markers=[f"--port {port}", f"{host}:{port}"],
         )
         deadline = time.monotonic() + timeout_s
-        client = redis.Redis(
-            host=host,
-            port=port,
-            username=credentials.OPERATOR,
-            password=passwords[credentials.OPERATOR],
-            socket_timeout=1,
-        )
+        client = self.operator_client(passwords, socket_timeout=1)
         try:
             while time.monotonic() < deadline:
                 if self.pid() is None:

@@ -63,14 +63,7 @@ def secured(settings: StackSettings) -> Secured:
         return Secured(False, False)
     broker = KafkaBroker(settings)
     kafka = broker.properties.exists() and "SASL_PLAINTEXT://" in broker.properties.read_text()
-    host, port = settings.redis_host_port
-    client = redis_client.Redis(
-        host=host,
-        port=port,
-        username=credentials.OPERATOR,
-        password=passwords[credentials.OPERATOR],
-        socket_timeout=2,
-    )
+    client = RedisServer(settings).operator_client(passwords, socket_timeout=2)
     try:
         client.ping()
         redis = True

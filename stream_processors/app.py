@@ -7,9 +7,11 @@ import asyncio
 import logging
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -42,6 +44,13 @@ def restart_into_current(reason: str) -> None:
     log.warning("%s: restarting to follow the current generation", reason)
     logging.shutdown()
     os.execv(sys.executable, [sys.executable, "-m", "stream_processors.app"])
+
+
+def faust_datadir() -> Path:
+    """Out of the working directory: faust makes an (empty, with memory stores) folder per app."""
+    folder = Path(tempfile.gettempdir()) / "cqrs-faust"
+    folder.mkdir(exist_ok=True)
+    return folder
 
 
 class CheckpointOffsets:
@@ -117,6 +126,7 @@ class ProjectorService:
             web_host=settings.projector_metrics_host,
             web_port=settings.projector_metrics_port,
             store="memory://",
+            datadir=faust_datadir() / "{conf.name}",  # no tables: kept empty
             consumer_auto_offset_reset="earliest",
             producer_linger=0.005,
             broker_session_timeout=settings.projector_session_timeout_s,

@@ -3,7 +3,6 @@ gives a 5xx, every status is one the document lists, and every response matches 
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,52 +11,24 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from tests.e2e.conftest import COMMAND_PORT, Services
-from tests.support.tokens import bearer
+from tests.support.contract import Tally, no_server_error
 
 pytestmark = pytest.mark.e2e
 
 BASE_URL = f"http://127.0.0.1:{COMMAND_PORT}"
-STAFF = {"Authorization": bearer()["authorization"]}
-SEEN: Counter[tuple[str, int]] = Counter()  # (operation, status) -> requests, printed at the end
-
-
-@schemathesis.auth()
-class StaffToken:
-    """The API's auth for schemathesis, so its auth checks can also take the token away or forge
-    one and see the API refuse it with 401."""
-
-    def get(self, case: Any, ctx: Any) -> str:
-        return STAFF["Authorization"]
-
-    def set(self, case: Any, data: str, ctx: Any) -> None:
-        case.headers = {**(case.headers or {}), "Authorization": data}
+TALLY = Tally("command API")
 
 
 @pytest.fixture(scope="module")
 def command_api_schema(running: Services) -> Iterator[Any]:
     yield schemathesis.openapi.from_url(f"{BASE_URL}/openapi.json")
-    total = sum(SEEN.values())
-    print(f"\ncommand API contract: {total} requests")
-    for (operation, status), n in sorted(SEEN.items()):
-        print(f"  {operation:45} {status}  x{n}")
+    TALLY.report()
 
 
 schema = schemathesis.pytest.from_fixture("command_api_schema")
 
-
-def no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
-    SEEN[(f"{case.method} {case.path}", response.status_code)] += 1
-    if response.status_code >= 500 and response.status_code != 503:
-        raise AssertionError(
-            f"{response.status_code} for {case.method} {case.formatted_path}: {response.text}"
-        )
-    if response.status_code == 503:  # documented: Kafka unavailable, with Retry-After
-        assert "retry-after" in response.headers, response.text
-    return None
-
-
 CHECKS = [
-    no_server_error,
+    no_server_error(TALLY, {"unavailable", "broker_unavailable"}),  # 503: Kafka is down
     schemathesis.checks.status_code_conformance,
     schemathesis.checks.content_type_conformance,
     schemathesis.checks.response_schema_conformance,
@@ -95,5 +66,5 @@ def test_chains_of_commands_built_from_the_links(command_api_schema: Any) -> Non
             derandomize=True,
         )
     )
-    chained = {op for (op, status) in SEEN if status in (200, 201) and "{account_id}" in op}
-    assert chained, f"no command reached an account that POST /accounts opened: {sorted(SEEN)}"
+    chained = {op for (op, status) in TALLY.seen if status in (200, 201) and "{account_id}" in op}
+    assert chained, f"no command reached an account that POST /accounts opened: {sorted(TALLY.seen)}"
