@@ -52,6 +52,7 @@ ACCEPTED = [
     (None, OpenAccount("a", "EUR", MAX_AMOUNT), [AccountOpened("a", "EUR", MAX_AMOUNT)]),
     (None, OpenAccount("jane.doe@example.com", "CHF"), [AccountOpened("jane.doe@example.com", "CHF", 0)]),
     (None, OpenAccount("a" * 200, "JPY"), [AccountOpened("a" * 200, "JPY", 0)]),
+    (None, OpenAccount("vault", "XAU"), [AccountOpened("vault", "XAU", 0)]),  # a metal account
     (
         account(),
         DepositMoney(5, "Miete März, ünë 住宅", "http"),
@@ -66,6 +67,8 @@ REJECTED = [
     (None, OpenAccount("alice", "eur"), errors.InvalidCurrency),
     (None, OpenAccount("alice", "EURO"), errors.InvalidCurrency),
     (None, OpenAccount("alice", "ZZZ"), errors.InvalidCurrency),  # three capitals, not ISO 4217
+    (None, OpenAccount("alice", "XXX"), errors.InvalidCurrency),  # ISO 4217's "no currency"
+    (None, OpenAccount("alice", "XTS"), errors.InvalidCurrency),  # ISO 4217's testing code
     (None, OpenAccount("a/b", "EUR"), errors.InvalidOwnerId),  # never listable under /owners/{id}
     (None, OpenAccount("a\x00", "EUR"), errors.InvalidOwnerId),
     (None, OpenAccount("a\u202eb", "EUR"), errors.InvalidOwnerId),  # right-to-left override

@@ -19,9 +19,12 @@ MAX_REFERENCE = 200
 # characters (Cf: right-to-left overrides and isolates, zero-width), surrogates, private use,
 # unassigned, and line/paragraph separators. Other text, in any script, is printable.
 _UNPRINTABLE = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
-# ISO 4217 alphabetic codes as the pycountry package maintains them (active currencies and the
-# standard's X-codes such as XAU); a code retired from the standard leaves it with an update.
-CURRENCIES = frozenset(c.alpha_3 for c in pycountry.currencies)
+# ISO 4217 alphabetic codes as the pycountry package maintains them; a code retired from the
+# standard leaves it with an update. Of the standard's X-codes, XXX ("no currency") and XTS
+# ("reserved for testing") name no money an account could hold, so they are refused; the metals
+# (XAU, XAG, XPT, XPD) and units such as XDR stay: metal and SDR accounts exist.
+NOT_MONEY = frozenset({"XXX", "XTS"})
+CURRENCIES = frozenset(c.alpha_3 for c in pycountry.currencies) - NOT_MONEY
 
 
 def owner_id_problem(owner_id: str) -> str | None:
@@ -49,4 +52,6 @@ def reference_problem(reference: str) -> str | None:
 def currency_problem(currency: str) -> str | None:
     if currency in CURRENCIES:
         return None
+    if currency in NOT_MONEY:
+        return f"{currency!r} is ISO 4217's code for no currency or for testing, not a currency to hold"
     return f"{currency!r} is not an ISO 4217 currency code"
