@@ -19,17 +19,19 @@ from rich.console import Console
 from rich.table import Table
 
 from auth.local import issue
-from infra import credentials
+from infra import credentials, processes
 from infra import stack as local_stack
 from infra.access import kafka_problem
 from infra.auth_cli import ALL_SCOPES, auth_app, use_local_keys
 from infra.gateway import Gateway
-from infra.kafka_broker import StackError
+from infra.kafka_broker import KafkaBroker, StackError
 from infra.kafka_tools import TOOLS, run_tool
 from infra.operations_cli import dlq_app, offsets_app, views_app
-from infra.redis_server import acl_users
+from infra.processes import Supervised
+from infra.redis_server import RedisServer, acl_users
 from infra.services import ServiceRunner, services
 from infra.settings import StackSettings, TopicSettings
+from infra.supervisor import Supervisor
 from infra.topics import TopicMismatch, ensure_topics, publish_released_schemas
 from schemas.compatibility import check_registry
 from schemas.golden import write_missing
@@ -88,9 +90,11 @@ def stack_up() -> None:
 def stack_down() -> None:
     """Stop the services and servers this stack started (by their pid files, never by name)."""
     settings = StackSettings()
+    # first the `cqrs run` of this stack, if one runs: it would restart what is stopped here
+    run = ["cqrs run"] if processes.stop(_run_pid_file(settings), timeout_s=150) else []
     gateway = ["gateway"] if Gateway(settings).stop() else []
     ServiceRunner(settings).stop_all()
-    stopped = gateway + local_stack.down(settings)
+    stopped = run + gateway + local_stack.down(settings)
     console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
 
 
@@ -283,9 +287,16 @@ def run(
     projector_port: Annotated[int, typer.Option(envvar="PROJECTOR_METRICS_PORT")] = 8011,
     gateway_port: Annotated[int, typer.Option(envvar="GATEWAY_PORT")] = 8000,
 ) -> None:
-    """Stack, topics, all four services and the gateway; Ctrl-C stops everything this run started."""
+    """Stack, topics, all four services and the gateway, kept running: whichever of them exits
+    (the servers: if this run started them) is restarted with backoff. Ctrl-C or SIGTERM stops
+    everything this run started; a second one stops without waiting for a start under way."""
     settings = StackSettings()
+    run_pid_file = _run_pid_file(settings)
+    if (other := processes.running_pid(run_pid_file)) is not None:
+        raise _fail(f"`cqrs run` already runs for {settings.stack_dir} (pid {other})")
+    started_at = {"redis": time.monotonic(), "kafka": time.monotonic()}  # for the supervisor
     started = _up(settings)
+    run_pid_file.write_text(f"{os.getpid()}\n{RUN_MARKER}\n")  # for `cqrs stack down`
     _act_as_operator(settings)  # each service then runs as its own principal (infra/services.py)
     runner = ServiceRunner(
         settings,
@@ -296,10 +307,12 @@ def run(
         },
     )
     gateway = Gateway(settings, gateway_port, command_port, query_port)
-    stopping = False
+    stopping = cleaning_up = False
 
     def on_signal(*_: object) -> None:
         nonlocal stopping
+        if stopping and not cleaning_up:
+            raise KeyboardInterrupt  # the second one: out of a start that is waiting
         stopping = True
 
     signal.signal(signal.SIGINT, on_signal)
@@ -307,26 +320,64 @@ def run(
     try:
         _create_topics()
         for service in services(command_port, query_port, projector_port):
-            runner.start(service)
-            runner.wait_healthy(service)
-            console.print(f"started {service.name:<18} log: {runner.log_file(service)}")
-        gateway.start()  # last: it fronts the APIs
-        console.print(f"started {'gateway':<18} nginx, config: {gateway.conf}")
-        _print_ready(settings, gateway.url, command_port, query_port, projector_port)
-        while not stopping:
-            exited = runner.exited()
-            if exited:
-                console.print(f"[red]{', '.join(exited)} exited[/red]; see the logs above")
+            if stopping:
                 break
+            runner.start(service)
+            try:
+                runner.wait_healthy(service)
+                console.print(f"started {service.name:<18} log: {runner.log_file(service)}")
+            except RuntimeError as exc:  # the supervisor below restarts it, and says why it exited
+                console.print(f"[red]{service.name} did not come up:[/red] {exc}")
+        if not stopping:
+            started_at["gateway"] = time.monotonic()
+            gateway.start()  # last: it fronts the APIs
+            console.print(f"started {'gateway':<18} nginx, config: {gateway.conf}")
+            _print_ready(settings, gateway.url, command_port, query_port, projector_port)
+        children = _supervised(settings, started, runner, gateway)
+        supervisor = Supervisor(children, say=_say, started_at=started_at | runner.started_at)
+        while not stopping:
+            supervisor.tick()
             time.sleep(0.5)
     except (RuntimeError, StackError) as exc:
         console.print(f"[red]error:[/red] {exc}")
     finally:
+        cleaning_up = True
         console.print("stopping services ...")
         gateway.stop()  # first: no new requests while the APIs stop
         runner.stop_all(runner.started)
         stopped = local_stack.down(settings, kafka=started.kafka, redis=started.redis)
+        run_pid_file.unlink(missing_ok=True)
         console.print(f"stopped services{' and ' + ', '.join(stopped) if stopped else ''}")
+
+
+RUN_MARKER = "cqrs run"  # in its command line: `.venv/bin/python .venv/bin/cqrs run`
+
+
+def _run_pid_file(settings: StackSettings) -> Path:
+    return settings.stack_dir.resolve() / "run.pid"
+
+
+def _supervised(
+    settings: StackSettings, started: local_stack.Started, runner: ServiceRunner, gateway: Gateway
+) -> list[Supervised]:
+    """What `cqrs run` keeps running: the servers it started (first: the services need them), the
+    services, the gateway. A server that was up before the run is not its to restart."""
+    redis, kafka = RedisServer(settings), KafkaBroker(settings)
+    servers = []
+    if started.redis:
+        servers.append(Supervised("redis", redis.pid_file, redis.log_file, redis.start))
+    if started.kafka:  # its own log (log4j); stdout has little
+        servers.append(Supervised("kafka", kafka.pid_file, kafka.home / "logs" / "server.log", kafka.start))
+    return [
+        *servers,
+        *(runner.supervised(service) for service in runner.started),
+        Supervised("gateway", gateway.pid_file, gateway.home / "logs" / "error.log", gateway.start),
+    ]
+
+
+def _say(message: str) -> None:
+    """The supervisor's reports, with the time; log lines printed as they are (no markup)."""
+    console.print(f"{time.strftime('%H:%M:%S')} {message}", markup=False, highlight=False)
 
 
 def _print_ready(
@@ -370,6 +421,7 @@ try:
   eval "$(cqrs stack credentials --env)"        (this shell acts as the operator, then:)
   cqrs kafka consumer-groups --list             (Kafka's own tools, --bootstrap-server filled in)
 
+A service, server or the gateway that exits is restarted (with backoff) and reported here.
 Ctrl-C stops everything this run started.""")
 
 

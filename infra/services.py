@@ -73,6 +73,7 @@ class ServiceRunner:
         self.dir = settings.stack_dir.resolve() / "services"
         self.env = {**os.environ, **(env or {})}
         self.started: list[Service] = []
+        self.started_at: dict[str, float] = {}  # by name, time.monotonic() of its last start
 
     def pid_file(self, service: Service) -> Path:
         return self.dir / f"{service.name}.pid"
@@ -93,7 +94,9 @@ class ServiceRunner:
             markers=[f"-m {service.module}"],
             env=self.service_env(service),
         )
-        self.started.append(service)
+        self.started_at[service.name] = time.monotonic()
+        if service not in self.started:
+            self.started.append(service)
 
     def service_env(self, service: Service) -> dict[str, str]:
         """The runner's environment, the service's own settings, and (when the local stack has
@@ -110,24 +113,35 @@ class ServiceRunner:
             )
         return env
 
+    def healthy(self, service: Service) -> bool:
+        """Its health URL answers 200 (a service without one: it runs)."""
+        if service.health_url is None:
+            return processes.running_pid(self.pid_file(service)) is not None
+        try:
+            with urllib.request.urlopen(service.health_url, timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
     def wait_healthy(self, service: Service, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if processes.running_pid(self.pid_file(service)) is None:
                 raise RuntimeError(f"{service.name} exited; see {self.log_file(service)}")
-            if service.health_url is None:
+            if self.healthy(service):
                 return
-            try:
-                with urllib.request.urlopen(service.health_url, timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                pass
             time.sleep(0.2)
         raise RuntimeError(f"{service.name} not healthy in {timeout_s:.0f}s; see {self.log_file(service)}")
 
-    def exited(self) -> list[str]:
-        return [s.name for s in self.started if processes.running_pid(self.pid_file(s)) is None]
+    def supervised(self, service: Service) -> processes.Supervised:
+        """The service for `cqrs run`'s supervisor: restarted the way it was started, back once healthy."""
+        return processes.Supervised(
+            service.name,
+            self.pid_file(service),
+            self.log_file(service),
+            starter=lambda: self.start(service),
+            health=lambda: self.healthy(service),
+        )
 
     def stop_all(self, names: list[Service] | None = None) -> None:
         """Stops in reverse start order: intake first, so nothing accepted is left unprocessed."""
