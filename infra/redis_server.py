@@ -48,7 +48,12 @@ def acl_users() -> dict[str, str]:
 
 def acl_file(passwords: dict[str, str]) -> str:
     """Redis ACL users: `default` off, one user per role that uses Redis."""
-    lines = ["user default off resetkeys resetchannels -@all"]
+    # `default` is off: no client can use it (every connection must AUTH as a user below). It
+    # still has every right because Redis replays the append-only file as `default`, and Redis 7
+    # re-checks EXEC against that user's rights: with `-@all` every MULTI/EXEC in the file (each
+    # projector batch with its checkpoint) was refused, silently, on a restart, leaving a partial
+    # view (redis/redis#14541, fixed upstream by #14545; seen on Debian's 7.0.15).
+    lines = ["user default off resetkeys resetchannels ~* &* +@all"]
     lines += [
         f"user {user} on >{passwords[user]} resetkeys resetchannels {rules}"
         for user, rules in acl_users().items()

@@ -14,6 +14,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.datastructures import Headers
@@ -76,8 +78,17 @@ class Adapters:
 @asynccontextmanager
 async def redis_adapters(settings: QueryApiSettings) -> AsyncIterator[Adapters]:
     # A blocking pool: under a burst, a request waits for a free connection instead of failing.
+    timeout_s = settings.query_api_redis_timeout_s
     pool = redis.BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=settings.redis_max_connections, timeout=5
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=timeout_s,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        # One quick retry covers a pooled connection that a restarted Redis closed; a refused
+        # connection or a timeout is then a 503 at once (a timeout is never retried: that would
+        # double how long a stopped Redis holds a request).
+        retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), 1, supported_errors=(RedisConnectionError,)),
     )
     client = redis.Redis(connection_pool=pool)
     notifications = {view: ChangeNotifications(client, view) for view in SERVED_VIEWS}
@@ -165,8 +176,9 @@ def create_app(
     handle(errors.TooManyStreams, 503, "too_many_streams", **{"Retry-After": "5"})
     handle(ViewNotReady, 503, "view_not_ready", **{"Retry-After": "1"})
     handle(ViewRebuilding, 503, "view_rebuilding", **{"Retry-After": "2"})
-    handle(RedisConnectionError, 503, "redis_unavailable", **{"Retry-After": "1"})
-    handle(RedisTimeoutError, 503, "redis_unavailable", **{"Retry-After": "1"})
+    # Redis refused, gone, stopped (a timeout) or still loading its data after a restart.
+    handle(RedisConnectionError, 503, "store_unavailable", **{"Retry-After": "1"})
+    handle(RedisTimeoutError, 503, "store_unavailable", **{"Retry-After": "1"})
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -9,14 +9,29 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from query_api.notifications import ChangeNotifications
-from stream_processors.store import ViewReads
+from stream_processors.store import ViewNotReady, ViewReads, ViewRebuilding
 from stream_processors.views import accounts
+
+# What ends a stream early: the store cannot answer (Redis unreachable or stopped, or the view
+# lost and being rebuilt).
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ViewNotReady, ViewRebuilding)
 
 
 def frame(event: str, event_id: int, data: dict[str, Any]) -> bytes:
     return b"event: %s\nid: %d\ndata: %s\n\n" % (event.encode(), event_id, orjson.dumps(data))
+
+
+def unavailable(exc: Exception) -> bytes:
+    """The last frame of a stream the store stopped answering: no `id`, so the client's last event
+    id stays the last change it got; the error as the query API's 503 body; reconnect in 2 s."""
+    codes = {ViewNotReady: "view_not_ready", ViewRebuilding: "view_rebuilding"}
+    error = codes.get(type(exc), "store_unavailable")
+    body = orjson.dumps({"error": error, "detail": str(exc) or type(exc).__name__})
+    return b"retry: 2000\nevent: unavailable\ndata: %s\n\n" % body
 
 
 async def account_events(
@@ -41,7 +56,14 @@ async def account_events(
         quiet_s = 0.0
         while True:
             changed.clear()  # before the read: a change committed after it sets the flag again
-            for change in await accounts.changes(reader, account_id, last):
+            try:
+                found = await accounts.changes(reader, account_id, last)
+            except UNAVAILABLE as exc:
+                # End the stream cleanly (never a broken chunked body): EventSource reconnects
+                # with Last-Event-ID = the last change sent, and resumes with no gap.
+                yield unavailable(exc)
+                return
+            for change in found:
                 last = change["version"]
                 yield frame("change", last, change)
                 quiet_s = 0.0

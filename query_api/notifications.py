@@ -45,6 +45,7 @@ class ChangeNotifications:
         self.received = 0
         self.waits = {"applied": 0, "timed_out": 0}
         self._slots = 0  # live streams admitted (counted when admitted, not when they start)
+        self._partitions: dict[int, int] = {}  # generation -> its source's partition count
 
     async def start(self) -> None:
         self._listener = asyncio.create_task(self._listen())
@@ -67,38 +68,55 @@ class ChangeNotifications:
         self._slots += 1
         return StreamSlot(self)
 
-    async def applied(self, partition: int, offset: int) -> bool:
-        generation = await self.client.get(layout.current(self.view))
+    async def applied(self, partition: int, offset: int, generation: int | None = None) -> bool:
+        """Whether the current generation (or `generation`, just read as current) has applied it."""
         if generation is None:
-            return False
+            raw = await self.client.get(layout.current(self.view))
+            if raw is None:
+                return False
+            generation = int(raw)
         done = await self.client.hget(layout.checkpoints(self.view, int(generation)), str(partition))
         return done is not None and int(done) >= offset
 
-    async def partitions(self) -> int | None:
-        """How many partitions the live generation's source has, as its projectors report them
-        (a lag per partition, empty ones included, in the generation's status); None before the
-        first report (no check then)."""
-        generation = await self.client.get(layout.current(self.view))
-        if generation is None:
-            return None
-        fields = await self.client.hkeys(layout.status(self.view, int(generation)))
+    async def partitions(self, generation: int) -> int | None:
+        """How many partitions the generation's source has, as its projectors report them (a lag
+        per partition, empty ones included, in the generation's status); None before the first
+        report (no check then). Remembered per generation: a source's partition count never
+        changes, so a partition below it is answered without Redis; one at or above it is
+        checked again (projectors that each report their own partitions may not all have)."""
+        known = self._partitions.get(generation)
+        if known is not None:
+            return known
+        fields = await self.client.hkeys(layout.status(self.view, generation))
         names = [f.decode() if isinstance(f, bytes) else str(f) for f in fields]
         lag = layout.LAG
         numbers = [int(n[len(lag) :]) for n in names if n.startswith(lag) and n[len(lag) :].isdigit()]
-        return max(numbers) + 1 if numbers else None
+        if not numbers:
+            return None
+        count = max(numbers) + 1
+        if len(self._partitions) >= 16:  # generations come and go: keep the latest few
+            self._partitions.pop(min(self._partitions))
+        self._partitions[generation] = count
+        return count
 
     async def wait(self, partition: int, offset: int, timeout_s: float) -> bool:
         """True once the view's checkpoint for the partition has reached the offset. A partition
         the log does not have raises UnknownPartition (waiting could never end)."""
-        count = await self.partitions()
-        if count is not None and partition >= count:
-            raise UnknownPartition(partition, count)
-        done = await self._wait(partition, offset, timeout_s)
+        raw = await self.client.get(layout.current(self.view))
+        generation = int(raw) if raw is not None else None
+        if generation is not None:
+            count = await self.partitions(generation)
+            if count is not None and partition >= count:
+                self._partitions.pop(generation, None)  # reported partly? read the status again
+                count = await self.partitions(generation)
+                if count is not None and partition >= count:
+                    raise UnknownPartition(partition, count)
+        done = await self._wait(partition, offset, timeout_s, generation)
         self.waits["applied" if done else "timed_out"] += 1
         return done
 
-    async def _wait(self, partition: int, offset: int, timeout_s: float) -> bool:
-        if await self.applied(partition, offset):
+    async def _wait(self, partition: int, offset: int, timeout_s: float, generation: int | None) -> bool:
+        if generation is not None and await self.applied(partition, offset, generation):
             return True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s

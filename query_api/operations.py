@@ -41,7 +41,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"model": ErrorBody}})
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: Redis answers and the views exist."""
+    """Readiness: Redis answers and every view has a live generation (not ready while Redis is
+    unreachable, and after it lost the views until they are rebuilt from the log)."""
     if await request.app.state.reader.ready():
         return JSONResponse({"status": "ready"})
     return error_response(
@@ -52,7 +53,7 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/views", response_model=ViewsList)
+@router.get("/views", response_model=ViewsList, responses={503: {"model": ErrorBody}})
 async def views(request: Request) -> ViewsList:
     """Each view generation in Redis: live (what queries read), rebuilding (a newer one catching
     up) or retired (an older one about to be removed), with checkpoints and lag. Scope operator."""

@@ -12,6 +12,9 @@ class QueryApiSettings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     kafka_bootstrap_servers: str = "127.0.0.1:9092"  # only for GET /schemas: the schemas topic
     redis_max_connections: int = 64
+    # A Redis command without an answer this long (Redis stopped, or gone) fails: 503
+    # store_unavailable, never a hanging request.
+    query_api_redis_timeout_s: float = 2.0
     query_api_host: str = "127.0.0.1"
     query_api_port: int = 8002
     query_api_workers: int = 1

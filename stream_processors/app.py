@@ -18,6 +18,8 @@ import faust
 import redis
 import redis.asyncio as aredis
 from faust.types import TP
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.codec import SingleObjectCodec
 from schemas.kafka_security import KafkaSecurity
@@ -30,12 +32,44 @@ from stream_processors.offset_reset import rebuild_if_reset
 from stream_processors.projector import DeadLetter, Projector, RawRecord
 from stream_processors.recovery import ensure_generation, group_id, remove_abandoned_groups
 from stream_processors.settings import ProjectorSettings
-from stream_processors.store import ViewStore
+from stream_processors.store import GenerationLost, ViewStore
 from stream_processors.view_writer import ViewWriter
 from stream_processors.views.base import ViewSpec
 from stream_processors.views.registry import view_spec
 
 log = logging.getLogger(__name__)
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+class OncePer(logging.Filter):
+    """Lets one record per message template through per `seconds` (with how many were held back):
+    during a broker outage aiokafka logs each reconnection attempt, ~100 ERROR lines a second."""
+
+    def __init__(self, seconds: float = 10.0) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self.seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key, now = (record.name, str(record.msg)), time.monotonic()
+        last, held = self.seen.get(key, (-self.seconds, 0))
+        if now - last < self.seconds:
+            self.seen[key] = (last, held + 1)
+            return False
+        self.seen[key] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} (and {held} more like it in {now - last:.0f}s)"
+        return True
+
+
+def quiet_kafka_client_retries(seconds: float = 10.0) -> None:
+    import aiokafka  # noqa: F401  (its loggers exist once its modules are imported)
+
+    once = OncePer(seconds)
+    names = [n for n in logging.root.manager.loggerDict if n == "aiokafka" or n.startswith("aiokafka.")]
+    for name in names:
+        logging.getLogger(name).addFilter(once)
 
 
 def restart_into_current(reason: str) -> None:
@@ -60,16 +94,30 @@ class CheckpointOffsets:
         self.topic, self.store = topic, store
 
     async def resume_positions(self, assigned: set[TP]) -> dict[TP, int]:
-        """Read on after the view's checkpoints: everything up to them is applied."""
+        """Read on after the view's checkpoints: everything up to them is applied. Without Redis
+        there is no knowing where, so the assignment waits for it."""
         ours = {tp.partition: tp for tp in assigned if tp.topic == self.topic}
-        done = await self.store.load_checkpoints(list(ours))
+        delay = 0.1
+        while True:
+            try:
+                done = await self.store.load_checkpoints(list(ours))
+                break
+            except REDIS_DOWN as exc:
+                log.warning("Redis unavailable (%s): checkpoints not read; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         return {ours[partition]: checkpoint + 1 for partition, checkpoint in done.items()}
 
     def checkpoint(self, partition: int) -> int | None:
         return self.store.known_checkpoints.get(partition)
 
     async def committed(self, offsets: dict[int, int]) -> None:
-        await self.store.record_commits(offsets)
+        # Only a hint for telling an operator's offset reset (recovery.operator_reset): a missed
+        # record leaves an older one, which can never look like a reset.
+        try:
+            await self.store.record_commits(offsets)
+        except REDIS_DOWN as exc:
+            log.info("group offsets committed but not recorded in Redis (%s)", exc)
 
 
 @dataclass
@@ -92,9 +140,16 @@ def redis_adapters(settings: ProjectorSettings, spec: ViewSpec, generation: int)
         finally:
             gens.client.close()
 
+    client = aredis.Redis.from_url(
+        settings.redis_url,
+        # A stopped (SIGSTOP) or unreachable Redis is an error after this long, never a hang:
+        # the agent logs it and retries its batch.
+        socket_timeout=settings.projector_redis_timeout_s,
+        socket_connect_timeout=settings.projector_redis_timeout_s,
+    )
     return Adapters(
         # One store for the agent and the status timer: the timer keeps its `serving` flag fresh.
-        store=ViewWriter(aredis.Redis.from_url(settings.redis_url), spec.name, generation),
+        store=ViewWriter(client, spec.name, generation),
         codec=codec_reading_the_log(settings.kafka_bootstrap_servers),
         remove_abandoned=remove_abandoned,
     )
@@ -195,15 +250,15 @@ class ProjectorService:
         """The heartbeat; then, following the current generation: a generation being rebuilt goes
         live once its checkpoints reach its targets, and when `current` moves (a rebuild flipped
         it, or Redis lost the view) the process restarts into it."""
-        await self.store.publish_status(lags, int(time.time() * 1000))
         state = await self.store.generation_state()
         self.store.serving = state.current == self.generation
-        if not self.following:
-            return
-        if state.current != self.generation or state.meta_state is None:
+        if self.following and (state.current != self.generation or state.meta_state is None):
+            # Before the heartbeat: a generation lost with Redis gets no new keys.
             name = self.spec.name
             self.adapters.restart(f"generation {self.generation} of {name} is no longer current ({state})")
-        elif state.meta_state == "rebuilding" and state.caught_up:
+            return
+        await self.store.publish_status(lags, int(time.time() * 1000))
+        if self.following and state.meta_state == "rebuilding" and state.caught_up:
             await self.store.go_live()
             log.info("generation %d of %s caught up with the log: live", self.generation, self.spec.name)
 
@@ -222,11 +277,44 @@ class ProjectorService:
                 if time.monotonic() >= next_report:
                     next_report = time.monotonic() + 10
                     log.info("projector counters: %s", self.projector.counters)
+        except GenerationLost as exc:
+            # Nothing of the batch was applied, nothing past the checkpoints committed.
+            if self.following:
+                self.adapters.restart(str(exc))
+                return
+            log.critical("%s; exiting (this projector is pinned to it)", exc)
+            logging.shutdown()
+            os._exit(70)
         except Exception:
             # faust acks a batch even when the agent raises; exiting before its next commit
             # keeps every unapplied event uncommitted, to be re-read after the restart.
             log.critical("projector failed; exiting so no unapplied offset is committed", exc_info=True)
             os._exit(70)
+
+
+def _following(settings: ProjectorSettings, view: str, source: str) -> int:
+    generation = ensure_generation(settings.redis_url, settings.kafka_bootstrap_servers, view, source)
+    return rebuild_if_reset(
+        settings.redis_url,
+        settings.kafka_bootstrap_servers,
+        view,
+        source,
+        generation,
+        workers=settings.projector_rebuild_workers,
+        log_dir=settings.stack_dir / "services" / "logs",
+    )
+
+
+def _when_redis_answers(step: Callable[[], int]) -> int:
+    """The step, retried while Redis is unreachable (it starts over: each step is safe to redo)."""
+    delay = 0.5
+    while True:
+        try:
+            return step()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("Redis unavailable (%s) while choosing the generation; retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def main() -> None:
@@ -235,19 +323,9 @@ def main() -> None:
     source = settings.aggregate or spec.source
     generation = settings.projector_generation
     if generation is None:  # following the current generation
-        generation = ensure_generation(
-            settings.redis_url, settings.kafka_bootstrap_servers, spec.name, source
-        )
-        generation = rebuild_if_reset(
-            settings.redis_url,
-            settings.kafka_bootstrap_servers,
-            spec.name,
-            source,
-            generation,
-            workers=settings.projector_rebuild_workers,
-            log_dir=settings.stack_dir / "services" / "logs",
-        )
+        generation = _when_redis_answers(lambda: _following(settings, spec.name, source))
     app = ProjectorService(settings, spec, generation).app
+    quiet_kafka_client_retries()
     worker = faust.Worker(app, loglevel=settings.projector_log_level, quiet=True)
     worker.execute_from_commandline()
 

@@ -18,9 +18,13 @@ import asyncio
 import logging
 import signal
 import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import redis.asyncio as aredis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from schemas.kafka_security import kafka_config
 from schemas.schema_log import codec_reading_the_log
@@ -33,6 +37,8 @@ from stream_processors.view_writer import ViewWriter
 from stream_processors.views.registry import view_spec
 
 log = logging.getLogger("catch_up")
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+T = TypeVar("T")
 
 
 class CatchUpSettings(ProjectorSettings):
@@ -47,7 +53,11 @@ async def run(settings: CatchUpSettings) -> None:
         raise SystemExit("a catch-up worker needs PROJECTOR_GENERATION")
     topic = events_topic(source)
     partitions = [int(p) for p in settings.catch_up_partitions.split(",") if p.strip()]
-    client = aredis.Redis.from_url(settings.redis_url)
+    client = aredis.Redis.from_url(
+        settings.redis_url,
+        socket_timeout=settings.projector_redis_timeout_s,
+        socket_connect_timeout=settings.projector_redis_timeout_s,
+    )
     writer = ViewWriter(client, spec.name, generation)
     producer = Producer(kafka_config(settings.kafka_bootstrap_servers, {"acks": "all", "log_level": 3}))
 
@@ -83,7 +93,7 @@ async def run(settings: CatchUpSettings) -> None:
         tp.partition: tp.offset
         for tp in consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
     }
-    done = await writer.load_checkpoints(partitions)
+    done = await _retrying(lambda: writer.load_checkpoints(partitions), "checkpoints not read")
     start = {
         p: done[p] + 1 if p in done else committed[p] if committed.get(p, -1) >= 0 else OFFSET_BEGINNING
         for p in partitions
@@ -114,7 +124,10 @@ async def run(settings: CatchUpSettings) -> None:
                 await asyncio.sleep(0)  # let a signal handler run
             if time.monotonic() >= next_check:  # notify readers only once queries read this generation
                 next_check = time.monotonic() + 1
-                writer.serving = (await writer.generation_state()).current == generation
+                try:
+                    writer.serving = (await writer.generation_state()).current == generation
+                except REDIS_DOWN as exc:
+                    log.warning("Redis unavailable (%s): generation state not read", exc)
     finally:
         consumer.close()
         producer.flush(10)
@@ -142,7 +155,21 @@ async def commit_applied(consumer: Consumer, topic: str, writer: ViewWriter, hig
     except KafkaException as exc:
         log.debug("offsets not committed (%s); a projector has joined the group", exc)
         return
-    await writer.record_commits(offsets)
+    try:
+        await writer.record_commits(offsets)
+    except REDIS_DOWN as exc:  # a hint only (see CheckpointOffsets.committed)
+        log.info("group offsets committed but not recorded in Redis (%s)", exc)
+
+
+async def _retrying(step: Callable[[], Awaitable[T]], what: str) -> T:
+    delay = 0.1
+    while True:
+        try:
+            return await step()
+        except REDIS_DOWN as exc:
+            log.warning("Redis unavailable (%s): %s; retrying in %.1fs", exc, what, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def main() -> None:

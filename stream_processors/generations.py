@@ -62,6 +62,16 @@ class Generations:
         current = self.current()
         return sorted({int(m) for m in members} | ({current} if current is not None else set()))
 
+    def with_keys(self) -> set[int]:
+        """Every generation that has keys in Redis (a scan of the view's keys)."""
+        stem = layout.generation_stem(self.view)
+        found = set()
+        for key in self.client.scan_iter(match=f"{stem}*", count=1000):
+            number = key.decode()[len(stem) :].split(":", 1)[0]
+            if number.isdigit():
+                found.add(int(number))
+        return found
+
     def info(self, generation: int) -> GenerationInfo:
         raw_meta = self.client.hgetall(layout.meta(self.view, generation))
         meta = {k.decode(): v.decode() for k, v in raw_meta.items()}

@@ -131,15 +131,25 @@ class Projector:
         return applied
 
     async def _apply(self, projected: list[ProjectedEvent]) -> list[ProjectedEvent]:
-        delay = 0.1
+        delay, began = 0.1, time.monotonic()
         while True:
             try:
-                return await self.writer.apply(projected)
+                applied = await self.writer.apply(projected)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                # Never give up on a batch: faust must not commit offsets we have not applied.
-                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                # Never give up on a batch, never skip it: the checkpoints (and the group offsets
+                # that follow them) stay where they are until it is applied. A batch whose EXEC
+                # ran but whose answer was lost is skipped by its checkpoint on the next try.
+                log.warning(
+                    "%s view: Redis unavailable (%s); batch of %d events not applied, retrying in %.1fs",
+                    self.view, exc, len(projected), delay,
+                )  # fmt: skip
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+                continue
+            if delay > 0.1:
+                waited = time.monotonic() - began
+                log.warning("%s view: Redis answers again; batch applied after %.1fs", self.view, waited)
+            return applied
 
     async def _notify(self, applied: list[ProjectedEvent]) -> None:
         try:

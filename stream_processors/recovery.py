@@ -59,7 +59,7 @@ def start_generation(
 
 def ensure_generation(redis_url: str, bootstrap: str, view: str, source: str) -> int:
     """The current generation when it is intact, else a new one built from the earliest offsets."""
-    client = redis.Redis.from_url(redis_url)
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
     gens = Generations(client, view)
     lock = layout.recovery_lock(view)
     try:
@@ -71,7 +71,7 @@ def ensure_generation(redis_url: str, bootstrap: str, view: str, source: str) ->
                 if not client.set(lock, os.getpid(), nx=True, ex=120):
                     time.sleep(0.5)  # another projector of this view is building it
                     continue
-            except redis.ConnectionError as exc:
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("Redis unavailable (%s); retrying", exc)
                 time.sleep(1)
                 continue
@@ -89,7 +89,9 @@ def ensure_generation(redis_url: str, bootstrap: str, view: str, source: str) ->
                 )
                 start_generation(gens, admin, source, new, reason, admin.earliest(events_topic(source)))
                 gens.adopt(new, current)
-                for stale in gens.known():  # partial leftovers of the lost state
+                # Partial leftovers of the lost state: generations without metadata, known or not
+                # (a projector may have written a little into its old one after Redis lost it).
+                for stale in set(gens.known()) | gens.with_keys():
                     if stale != new and not gens.has_meta(stale):
                         gens.drop(stale)
                 return new

@@ -21,6 +21,8 @@ class ProjectorSettings(BaseSettings):
     projector_metrics_port: int = 8011  # GET /metrics (Prometheus text)
     # A crashed projector's partitions move to a live one after this long (faust's default is 60 s).
     projector_session_timeout_s: float = 10.0
+    # A Redis command without an answer this long (Redis stopped, or gone) fails and is retried.
+    projector_redis_timeout_s: float = 5.0
     projector_status_interval_s: float = 1.0  # how often lag and a heartbeat go to Redis (/views)
     # Project into this generation instead of the current one (a rebuild or a verification).
     projector_generation: int | None = None

@@ -42,7 +42,8 @@ class ViewStore(Protocol):
 
     async def apply(self, events: Sequence[ProjectedEvent]) -> list[ProjectedEvent]:
         """Applies the events' ops and moves the checkpoints, all or nothing, skipping events at or
-        below the checkpoint; returns the events applied now."""
+        below the checkpoint; returns the events applied now. Raises GenerationLost, applying
+        nothing, when a partition's checkpoint it knew is gone."""
         ...
 
     async def load_checkpoints(self, partitions: Sequence[int]) -> dict[int, int]:
@@ -67,6 +68,22 @@ class ViewStore(Protocol):
     async def generation_state(self) -> GenerationState: ...
 
     async def go_live(self) -> None: ...
+
+
+class GenerationLost(Exception):
+    """The generation's checkpoints vanished under a writer that had seen them (Redis restarted
+    empty, or flushed, or the generation was dropped): writing on would build on nothing. The
+    projector follows `current` again (recovery.py builds a new generation from the log)."""
+
+
+def lost(view: str, generation: int, known: dict[int, int], stored: dict[int, int]) -> None:
+    """Raises GenerationLost when a checkpoint this writer has seen is gone or went back:
+    checkpoints only grow, so Redis lost the generation's data (restarted empty, flushed)."""
+    gone = {p: (known[p], o) for p, o in stored.items() if o < known.get(p, -1)}
+    if gone:
+        raise GenerationLost(
+            f"generation {generation} of {view} lost its checkpoints (partition: (known, stored)) {gone}"
+        )
 
 
 class ViewNotReady(Exception):

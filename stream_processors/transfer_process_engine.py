@@ -388,7 +388,20 @@ class TransferProcess:
         first = self.consumer.consume(1, timeout=self.config.poll_timeout_s)
         if not first:
             return first
-        return first + self.consumer.consume(self.config.max_batch - 1, timeout=0)
+        rest = self.consumer.consume(self.config.max_batch - 1, timeout=0)
+        return self._without_client_errors(first + rest)
+
+    def _without_client_errors(self, messages: list[Message]) -> list[Message]:
+        """The records; a broker outage shows as non-fatal client errors (all brokers down, a
+        transport error), which librdkafka recovers from by itself: logged and passed over."""
+        records = []
+        for msg in messages:
+            error = msg.error()
+            if error is None or error.code() == KafkaError._PARTITION_EOF or error.fatal():
+                records.append(msg)  # records, and what process() decides about
+            else:
+                log.warning("Kafka client error (%s); carrying on, librdkafka reconnects", error)
+        return records
 
     def _due(self, now: float) -> list[str]:
         """Transfers whose pending step timed out (looked for at most every quarter timeout)."""
@@ -439,14 +452,31 @@ class TransferProcess:
             self._commit()
         except KafkaException as exc:
             error = exc.args[0]
-            if isinstance(error, KafkaError) and error.txn_requires_abort():
+            # Abortable, or not fatal (a broker outage: a delivery timed out, the offsets could
+            # not be sent): abort and read the batch again. Fatal (fenced): the caller exits.
+            if isinstance(error, KafkaError) and (error.txn_requires_abort() or not error.fatal()):
                 log.warning("transaction aborted (%s); the batch will be read again", error)
-                self.producer.abort_transaction()
+                self._abort()
                 self.counters.aborted += 1
                 self._rewind(batch.first_offsets)
                 return
             raise
         self._merge(batch)
+
+    def _abort(self) -> None:
+        delay = 0.1
+        while True:
+            try:
+                self.producer.abort_transaction()
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if isinstance(error, KafkaError) and error.retriable():
+                    log.warning("abort of the transaction failed (%s); retrying in %.1fs", error, delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                raise
 
     def _commit(self) -> None:
         while True:

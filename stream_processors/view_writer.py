@@ -12,7 +12,7 @@ from redis.exceptions import WatchError
 from stream_processors import layout
 from stream_processors.generations import behind, int_map
 from stream_processors.ops import HashIncrement, HashSet, MoneyMoved, Op, SetAdd, SortedSetAdd
-from stream_processors.store import GenerationState, ProjectedEvent
+from stream_processors.store import GenerationState, ProjectedEvent, lost
 
 # One money movement, atomically inside the batch's MULTI: balance, version, the transaction entry
 # with the balance after it, and the daily totals in the account's currency. Balances stay below
@@ -70,6 +70,7 @@ class ViewWriter:
                     await pipe.watch(self.checkpoints)
                     raw = await pipe.hmget(self.checkpoints, [str(p) for p in partitions])
                     done = {p: int(v) if v is not None else -1 for p, v in zip(partitions, raw, strict=True)}
+                    lost(self.view, self.generation, self.known_checkpoints, done)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     applied, last = [], dict(done)
                     for event in events:
@@ -94,6 +95,7 @@ class ViewWriter:
             return {}
         raw = await self.client.hmget(self.checkpoints, [str(p) for p in ordered])
         found = {p: int(cp) for p, cp in zip(ordered, raw, strict=True) if cp is not None}
+        lost(self.view, self.generation, self.known_checkpoints, {p: found.get(p, -1) for p in ordered})
         for p, cp in found.items():
             self.known_checkpoints[p] = max(cp, self.known_checkpoints.get(p, -1))
         return found

@@ -25,7 +25,7 @@ from stream_processors.ops import (
     SetAdd,
     SortedSetAdd,
 )
-from stream_processors.store import GenerationState, ProjectedEvent, ViewNotReady, ViewRebuilding
+from stream_processors.store import GenerationState, ProjectedEvent, ViewNotReady, ViewRebuilding, lost
 
 
 class FakeViews:
@@ -63,6 +63,9 @@ class FakeViewStore:
 
     async def apply(self, events: Sequence[ProjectedEvent]) -> list[ProjectedEvent]:
         # No await inside: nothing else runs in between, as nothing runs inside a MULTI/EXEC.
+        partitions = {e.partition for e in events}
+        stored = {p: int(self._checkpoints.get(str(p), -1)) for p in partitions}
+        lost(self.view, self.generation, self.known_checkpoints, stored)
         applied = []
         for event in events:
             if event.offset <= int(self._checkpoints.get(str(event.partition), -1)):
@@ -78,6 +81,7 @@ class FakeViewStore:
 
     async def load_checkpoints(self, partitions: Sequence[int]) -> dict[int, int]:
         found = {p: int(self._checkpoints[str(p)]) for p in partitions if str(p) in self._checkpoints}
+        lost(self.view, self.generation, self.known_checkpoints, {p: found.get(p, -1) for p in partitions})
         for p, cp in found.items():
             self.known_checkpoints[p] = max(cp, self.known_checkpoints.get(p, -1))
         return found

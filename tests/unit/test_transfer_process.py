@@ -541,3 +541,30 @@ def test_every_step_is_sent_on_behalf_of_who_requested_the_transfer() -> None:
     assert sends and all(s.actor == ("alice", "alice") for s in sends)
     older = transfer_fact("TransferRequested", {**record, "actor": None, "actor_owner_id": None})
     assert isinstance(older, Requested) and older.actor is None  # a request from before actors
+
+
+class ErrorMessage(FakeMessage):
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__("", 0, -1, b"")
+        self._error = error
+
+    def error(self) -> KafkaError:  # type: ignore[override]
+        return self._error
+
+
+def test_a_broker_outage_is_weather_client_errors_are_passed_over_and_timeouts_abort() -> None:
+    process, consumer, producer = fake_process()
+    down = ErrorMessage(KafkaError(KafkaError._ALL_BROKERS_DOWN, "all brokers down"))
+    requested = event("TransferRequested", T, from_account_id=SRC, to_account_id=DST, amount=500)
+    message = FakeMessage("events.transfer", partition_for(T, 12), 7, requested)
+    assert process._without_client_errors([down, message]) == [message]  # type: ignore[list-item]
+    fatal = ErrorMessage(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+    assert process._without_client_errors([fatal]) == [fatal]  # type: ignore[list-item]
+
+    def timed_out() -> None:  # the outage outlasted the transaction's deliveries
+        raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "timed out"))
+
+    producer.flush = timed_out  # type: ignore[method-assign,assignment]
+    process.process(batch(message), [], 0.0)
+    assert producer.aborted == 1 and producer.committed == [] and process.sagas == {}
+    assert consumer.seeks == [("events.transfer", partition_for(T, 12), 7)]
