@@ -124,6 +124,8 @@ async def run(settings: CatchUpSettings) -> None:
                 await asyncio.sleep(0)  # let a signal handler run
             if time.monotonic() >= next_check:  # notify readers only once queries read this generation
                 next_check = time.monotonic() + 1
+                # Also the partitions that only got markers or aborted records (no batch of theirs).
+                await commit_applied(consumer, topic, writer, {p: highest.get(p, -1) for p in partitions})
                 try:
                     writer.serving = (await writer.generation_state()).current == generation
                 except REDIS_DOWN as exc:

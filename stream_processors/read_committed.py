@@ -49,14 +49,16 @@ def commit_offset(checkpoint: int | None, fetched: tuple[int, int] | None) -> in
     `fetched` is (highest data offset the consumer has returned, its position right after), taken
     together in the consumer's thread. When nothing fetched is beyond the checkpoint, everything
     between the checkpoint and the position is a transaction marker or an aborted record, so the
-    position itself is committed; otherwise the offset after the checkpoint."""
-    if checkpoint is None:
-        return None
+    position itself is committed; otherwise the offset after the checkpoint. With no checkpoint
+    (nothing applied yet) and nothing fetched, a position past 0 was reached through markers and
+    aborted records only (a partition whose every transaction was aborted): committed too, so
+    Kafka's tools show no lag there."""
+    applied = -1 if checkpoint is None else checkpoint
     if fetched is not None:
         highest, position = fetched
-        if highest <= checkpoint < position:
+        if highest <= applied < position:
             return position
-    return checkpoint + 1
+    return None if checkpoint is None else checkpoint + 1
 
 
 class ConsumerThread(driver.AIOKafkaConsumerThread):
