@@ -65,6 +65,9 @@ def command_headers(envelope: CommandEnvelope) -> list[tuple[str, str | bytes | 
 def command_from_record(
     aggregate: Aggregate, name: str, record: dict[str, Any], actor: Actor | None = None
 ) -> tuple[CommandEnvelope, Any]:
+    command_class = aggregate.command_class(name)
+    if command_class is None:  # before the envelope: an event sent as a command is told so
+        raise UnknownMessageType(f"{name!r} is not a command of {aggregate.name}")
     envelope = CommandEnvelope(
         command_id=record["command_id"],
         aggregate_id=record["aggregate_id"],
@@ -73,7 +76,7 @@ def command_from_record(
         expected_version=record["expected_version"],
         actor=actor,
     )
-    return envelope, _build(aggregate.command_class(name), name, record)
+    return envelope, _build(command_class, name, record)
 
 
 def event_to_record(

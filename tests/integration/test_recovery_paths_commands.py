@@ -208,7 +208,7 @@ def test_one_batch_of_bad_deliveries_is_answered_one_by_one_and_applied_once(
     assert outcome("fingerprint") == (home, "REJECTED", 2, "malformed_command")
     assert "fingerprint" in found[ids["fingerprint"]][0][1]["detail"]
     assert outcome("event") == (home, "REJECTED", 2, "malformed_command")
-    assert found[ids["event"]][0][1]["detail"]  # (says only "'issued_at'": the envelope is read first)
+    assert "is not a command of account" in found[ids["event"]][0][1]["detail"]
     assert outcome("key") == (home, "ACCEPTED", 3, None)  # the value names the aggregate, not the key
     assert outcome("keyed") == (home, "REJECTED", 4, "wrong_partition")
     assert f"sent to partition {elsewhere}" in found[ids["keyed"]][0][1]["detail"]
