@@ -36,6 +36,9 @@ class ProcessorSettings(BaseSettings):
     processor_max_poll_interval_ms: int = 300_000
     # Events per partition between snapshot checkpoints (snapshots go in the same transaction).
     processor_snapshot_every: int = 1000
+    # How long a Kafka outage is waited out (retrying with backoff) before the processor gives up
+    # and exits with one log line for its supervisor to restart it.
+    processor_broker_wait_s: float = 600.0
 
     @property
     def topics(self) -> str:

@@ -10,7 +10,17 @@ from pydantic import AfterValidator, BaseModel, Field, StrictInt
 
 from auth.http import requires
 from auth.tokens import ACCOUNTS_WRITE, Principal
-from producers.api.submit import Body, Bus, IdempotencyKey, IfMatch, JsonRoute, errors, keyed_id, submit
+from producers.api.submit import (
+    UNAVAILABLE,
+    Body,
+    Bus,
+    IdempotencyKey,
+    IfMatch,
+    JsonRoute,
+    errors,
+    keyed_id,
+    submit,
+)
 from producers.domain.account.commands import (
     ChangeOverdraftLimit,
     CloseAccount,
@@ -106,7 +116,7 @@ _NO_BODY_ERRORS = errors(
     s409="a rule refused it (reason code in `error`)",
     s412="If-Match is stale; `current_version` says the version now",
     s422="invalid request, or an Idempotency-Key reused with another body",
-    s503="Kafka is unavailable",
+    s503=UNAVAILABLE,
     s413="the request body is larger than COMMAND_API_MAX_BODY_BYTES",
     s431="the request headers are larger than COMMAND_API_MAX_HEADER_BYTES",
     s504="the outcome is not known in time; retry with the same key",

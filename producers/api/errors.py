@@ -135,8 +135,15 @@ async def _timeout(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+RETRY_AFTER_S = 2  # the broker watcher probes every 0.5 s; a restarted broker takes seconds
+
+
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(error_body("unavailable", str(exc)), status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse(
+        error_body("broker_unavailable", f"{exc}; retry with the same Idempotency-Key"),
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

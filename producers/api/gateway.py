@@ -10,9 +10,11 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
+from producers.api.broker_health import BrokerHealth
 from producers.api.inflight import InFlight
 from producers.engine.batches import next_batch
 from producers.engine.handler import CommandEnvelope, Outcome
+from producers.engine.kafka_errors import QuietLog
 from producers.engine.wire import command_headers, command_to_record, outcome_from_result
 from producers.settings import CommandApiSettings
 from schemas.codec import Codec, CodecError, SingleObjectCodec
@@ -30,7 +32,7 @@ class OutcomeTimeout(Exception):
 
 
 class GatewayUnavailable(Exception):
-    """Kafka refused or lost the command; nothing was appended."""
+    """Kafka is unreachable, or refused or lost the command; nothing was appended."""
 
 
 class CommandBus(Protocol):
@@ -58,7 +60,11 @@ class CommandGateway:
         self.settings = settings
         self.codec = codec or SingleObjectCodec()
         self.aggregates = aggregates
-        base = kafka_config(settings.kafka_bootstrap_servers, {"socket.nagle.disable": True})
+        self.health = BrokerHealth(self._probe)
+        base = kafka_config(
+            settings.kafka_bootstrap_servers,
+            {"socket.nagle.disable": True, "error_cb": self.health.on_client_error},
+        )
         self.producer = producer or Producer({**base, "linger.ms": 1, "enable.idempotence": True})
         self.consumer = consumer or Consumer(
             {
@@ -69,6 +75,7 @@ class CommandGateway:
                 "fetch.wait.max.ms": 10,
             }
         )
+        self.quiet = QuietLog(log)
         self.partitions: dict[str, int] = {}  # commands topic -> partition count
         self._waiters = InFlight()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -94,7 +101,7 @@ class CommandGateway:
                 _, high = self.consumer.get_watermark_offsets(TopicPartition(results, p), timeout=10)
                 starts.append(TopicPartition(results, p, high))
         self.consumer.assign(starts)
-        for target in (self._read_results, self._serve_deliveries):
+        for target in (self._read_results, self._serve_deliveries, self._watch_broker):
             thread = threading.Thread(target=target, name=target.__name__, daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -108,6 +115,8 @@ class CommandGateway:
 
     async def submit(self, aggregate: str, envelope: CommandEnvelope, command: Any) -> Outcome:
         assert self._loop is not None, "start() first"
+        if (why := self.health.unavailable()) is not None:
+            raise GatewayUnavailable(why)  # at once: nothing is sent, so nothing can be applied later
         topic = commands_topic(self.topics[aggregate])
         name, record = command_to_record(envelope, command)
 
@@ -120,6 +129,7 @@ class CommandGateway:
                 headers=command_headers(envelope),
                 on_delivery=self._on_delivery(envelope.command_id),
             )
+            self.health.sent(envelope.command_id)
 
         # What makes two requests with one command id the same command (not when they were made).
         payload = (topic, envelope.aggregate_id, envelope.expected_version, envelope.actor, repr(command))
@@ -134,7 +144,9 @@ class CommandGateway:
 
     def _on_delivery(self, command_id: str) -> Any:
         def callback(err: KafkaError | None, _msg: Message) -> None:
+            self.health.acked(command_id)
             if err is not None:
+                log.warning("command %s not delivered: %s; its request gets 503", command_id, err)
                 self._resolve(command_id, GatewayUnavailable(f"command not delivered: {err.str()}"))
 
         return callback
@@ -148,11 +160,18 @@ class CommandGateway:
         while not self._stop.is_set():
             self.producer.poll(0.1)
 
+    def _probe(self) -> None:
+        """Metadata from a broker within a second, or an exception."""
+        self.producer.list_topics(next(iter(self.partitions)), timeout=1.0)
+
+    def _watch_broker(self) -> None:
+        self.health.watch(self._stop)
+
     def _read_results(self) -> None:
         while not self._stop.is_set():
             for msg in next_batch(self.consumer, 500, 0.1):
-                if msg.error() is not None:
-                    log.warning("results consumer: %s", msg.error())
+                if (error := msg.error()) is not None:
+                    self.quiet.warning(f"results:{error.code()}", "results consumer: %s; it goes on", error)
                     continue
                 key = msg.key()
                 if key is None or key.decode(errors="replace") not in self._waiters:

@@ -50,11 +50,23 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+UNAVAILABLE = (
+    "`broker_unavailable`: Kafka is unreachable, the command was not sent; retry after `Retry-After` "
+    "seconds with the same Idempotency-Key"
+)
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+
+
 def errors(**texts: str) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI error responses: status -> description, each with the {error, detail} body."""
-    return {
-        int(code.removeprefix("s")): {"model": ErrorBody, "description": text} for code, text in texts.items()
-    }
+    """OpenAPI error responses: status -> description, each with the {error, detail} body (and the
+    Retry-After header on 503)."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for code, text in texts.items():
+        status = int(code.removeprefix("s"))
+        documented[status] = {"model": ErrorBody, "description": text}
+        if status == 503:
+            documented[status]["headers"] = _RETRY_AFTER
+    return documented
 
 
 def keyed_id(scope: str, key: str | None) -> str:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, StrictInt
 
 from auth.http import requires
 from auth.tokens import TRANSFERS_WRITE, Principal
-from producers.api.submit import Body, Bus, IdempotencyKey, JsonRoute, errors, keyed_id, submit
+from producers.api.submit import UNAVAILABLE, Body, Bus, IdempotencyKey, JsonRoute, errors, keyed_id, submit
 from producers.domain.account.decider import MAX_AMOUNT
 from producers.domain.transfer.commands import RequestTransfer
 
@@ -40,7 +40,7 @@ class TransferAccepted(BaseModel):
         s415="the body is not JSON (Content-Type application/json)",
         s431="the request headers are larger than COMMAND_API_MAX_HEADER_BYTES",
         s422="invalid request, or an Idempotency-Key reused with another body",
-        s503="Kafka is unavailable",
+        s503=UNAVAILABLE,
         s504="the outcome is not known in time; retry with the same key",
     ),
 )

@@ -1,18 +1,32 @@
 """The command processor of one aggregate type: owns partitions of commands.<aggregate> (Kafka's group
 assignment is the lock) and runs each batch through its SingleWriter in one Kafka transaction:
-events, results, snapshots and the consumed offsets commit together or not at all."""
+events, results, snapshots and the consumed offsets commit together or not at all. A Kafka outage
+is waited out: an aborted batch is read again, a fatal producer is replaced."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from producers.engine.aggregate import Aggregate
-from producers.engine.batch import Batch, SingleWriter
+from producers.engine.batch import Batch, PartitionState, SingleWriter
 from producers.engine.batches import next_batch
-from producers.engine.state_loader import StateLoader
+from producers.engine.kafka_errors import QuietLog, error_of, transient, unrecoverable
+from producers.engine.state_loader import LoadStats, StateLoader
 from producers.settings import ProcessorSettings
 from schemas.codec import Codec
 from schemas.kafka_security import kafka_config
@@ -20,18 +34,85 @@ from schemas.topics import commands_topic, events_topic, results_topic, snapshot
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+CALL_TIMEOUT_S = 10.0  # one blocking Kafka call; a longer outage is several calls, each logged
+
 
 class TopicLayoutError(RuntimeError):
     """The topics are missing or not co-partitioned."""
 
 
+class BrokerUnreachable(RuntimeError):
+    """Kafka did not answer for PROCESSOR_BROKER_WAIT_S."""
+
+
+class Stopping(Exception):
+    """A stop was requested while Kafka was being waited for."""
+
+
+class Stuck(Exception):
+    """A transactional call outlived its own timeout by far: librdkafka can block in
+    send_offsets_to_transaction past its timeout after a broker restart (confluentinc/librdkafka
+    #5456, #5511: the group coordinator request is never retried). The producer is abandoned."""
+
+
+class CallThread:
+    """One daemon thread that makes blocking calls for the main thread, which waits a bounded time:
+    a call blocked for good then holds this thread only (and, being a daemon, not the exit)."""
+
+    def __init__(self) -> None:
+        self.calls: queue.SimpleQueue[tuple[Callable[[], Any], list[tuple[bool, Any]], threading.Event]] = (
+            queue.SimpleQueue()
+        )
+        threading.Thread(target=self._serve, name="txn-call", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            call, box, done = self.calls.get()
+            try:
+                box.append((True, call()))
+            except BaseException as exc:
+                box.append((False, exc))
+            done.set()
+
+    def run(self, call: Callable[[], T], timeout_s: float) -> T:
+        """The call's result or exception; TimeoutError if it has not returned in `timeout_s`."""
+        box: list[tuple[bool, Any]] = []
+        done = threading.Event()
+        self.calls.put((call, box, done))
+        if not done.wait(timeout_s):
+            raise TimeoutError
+        ok, value = box[0]
+        if not ok:
+            raise value
+        result: T = value
+        return result
+
+
 class CommandProcessor:
     def __init__(self, settings: ProcessorSettings, aggregate: Aggregate, codec: Codec) -> None:
         self.settings, self.aggregate, self.codec = settings, aggregate, codec
-        base = kafka_config(settings.kafka_bootstrap_servers, {"socket.nagle.disable": True})
-        self.consumer = Consumer(
+        self.stop_requested = threading.Event()
+        self.quiet = QuietLog(log)
+        self.producers_built = 0
+        self.calls = CallThread()  # see _bounded
+        self.abandoned: list[Producer] = []  # blocked in a call: never destroyed, only left
+        self.base = kafka_config(settings.kafka_bootstrap_servers, {"socket.nagle.disable": True})
+        self.consumer = self._new_consumer()
+        self.producer = self._new_producer()
+        partitions = self._check_topic_layout()
+        self.writer = SingleWriter(
+            aggregate, codec, partitions, self.producer, settings.processor_snapshot_every, settings.topics
+        )
+        self.loader = StateLoader(
+            settings.kafka_bootstrap_servers, settings.group_id, codec, aggregate, settings.topics
+        )
+
+    def _new_consumer(self) -> Consumer:
+        settings = self.settings
+        return Consumer(
             {
-                **base,
+                **self.base,
                 "group.id": settings.group_id,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
@@ -40,27 +121,28 @@ class CommandProcessor:
                 "heartbeat.interval.ms": max(1000, settings.processor_session_timeout_ms // 5),
                 "max.poll.interval.ms": settings.processor_max_poll_interval_ms,
                 "fetch.wait.max.ms": 10,
+                "error_cb": self._on_client_error,
             }
         )
-        self.producer = Producer(
+
+    def _new_producer(self) -> Producer:
+        self.producers_built += 1
+        return Producer(
             {
-                **base,
-                "transactional.id": f"{settings.group_id}.{settings.processor_instance_id}",
-                "transaction.timeout.ms": settings.processor_transaction_timeout_ms,
+                **self.base,
+                # The same id for every producer of this instance: a new one fences the old one and
+                # settles (aborts) whatever transaction it left open.
+                "transactional.id": f"{self.settings.group_id}.{self.settings.processor_instance_id}",
+                "transaction.timeout.ms": self.settings.processor_transaction_timeout_ms,
                 "linger.ms": 1,
+                "error_cb": self._on_client_error,
             }
         )
-        partitions = self._check_topic_layout()
-        self.writer = SingleWriter(
-            aggregate, codec, partitions, self.producer, settings.processor_snapshot_every, settings.topics
-        )
-        self.loader = StateLoader(
-            settings.kafka_bootstrap_servers, settings.group_id, codec, aggregate, settings.topics
-        )
-        self.stop_requested = threading.Event()
 
     def _check_topic_layout(self) -> int:
-        metadata = self.consumer.list_topics(timeout=10)
+        metadata = self._retry(
+            "reading the topics' metadata", lambda: self.consumer.list_topics(timeout=CALL_TIMEOUT_S)
+        )
         counts = {}
         for name in self.writer_topics():
             topic = metadata.topics.get(name)
@@ -75,13 +157,58 @@ class CommandProcessor:
         suffix = self.settings.topics
         return [commands_topic(suffix), events_topic(suffix), results_topic(suffix), snapshots_topic(suffix)]
 
+    # -- waiting Kafka out ---------------------------------------------------------------
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        """librdkafka's own reports (connection lost, all brokers down ...); it reconnects by itself."""
+        if error.fatal():
+            log.error("Kafka client fatal error: %s; the producer is replaced at its next call", error)
+        else:
+            self.quiet.warning(f"client:{error.code()}", "Kafka client: %s; it reconnects by itself", error)
+
+    def _retry(self, what: str, call: Callable[[], T], attempts: int | None = None) -> T:
+        """`call` until it succeeds, while its errors say Kafka is away, for PROCESSOR_BROKER_WAIT_S
+        (or `attempts` calls) at most; any other error is raised for the caller to sort."""
+        deadline = time.monotonic() + self.settings.processor_broker_wait_s
+        delay = 0.2
+        while True:
+            try:
+                return call()
+            except KafkaException as exc:
+                error = error_of(exc)
+                if not transient(error):
+                    raise
+                if attempts is not None:
+                    attempts -= 1
+                    if attempts <= 0:
+                        raise
+                if time.monotonic() + delay > deadline:
+                    raise BrokerUnreachable(
+                        f"{what}: Kafka did not answer for {self.settings.processor_broker_wait_s:.0f}s "
+                        f"(last error: {error})"
+                    ) from exc
+                self.quiet.warning(what, "%s failed: %s; Kafka is unreachable, trying again", what, error)
+                if self.stop_requested.wait(delay):
+                    raise Stopping(what) from exc
+                delay = min(delay * 2, 5.0)
+
+    def _bounded(self, what: str, call: Callable[[], T]) -> T:
+        """`call` (a transactional call with CALL_TIMEOUT_S) on the call thread, given 5 s more than
+        that to return; a call still blocked then raises Stuck and keeps its thread."""
+        limit_s = CALL_TIMEOUT_S + 5
+        try:
+            return self.calls.run(call, limit_s)
+        except TimeoutError:
+            self.calls = CallThread()
+            raise Stuck(f"{what} did not return in {limit_s:.0f}s") from None
+
     # -- partition ownership -------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The committed-offset fetch of a read_committed consumer waits for the previous owner's
         # pending transaction to settle, so the history read next is complete.
-        consumer.committed(partitions, timeout=30)
-        states, stats = self.loader.load([tp.partition for tp in partitions])
+        self._retry("reading the committed offsets", lambda: consumer.committed(partitions, timeout=30))
+        states, stats = self._load([tp.partition for tp in partitions])
         self.writer.owned.update(states)
         log.info(
             "assigned partitions %s: %d snapshots, %d events, %d results loaded in %.2fs "
@@ -95,62 +222,186 @@ class CommandProcessor:
             self.writer.owned.pop(tp.partition, None)
         log.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
 
+    def _load(self, partitions: list[int]) -> tuple[dict[int, PartitionState], LoadStats]:
+        return self._retry(f"loading partitions {sorted(partitions)}", lambda: self.loader.load(partitions))
+
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
-        self.producer.init_transactions()
+        """Until a stop is requested; raises only what waiting cannot fix (the caller exits)."""
+        try:
+            self._init_transactions()
+            self._subscribe()
+            while not self.stop_requested.is_set():
+                messages = self._poll()
+                if not messages:
+                    continue
+                try:
+                    self.process(messages)
+                except KafkaException as exc:
+                    if unrecoverable(error_of(exc)):
+                        raise
+                    self._replace_producer(exc)
+                except Stuck as exc:
+                    self.abandoned.append(self.producer)  # destroying it under a blocked call is unsafe
+                    self._replace_producer(exc)
+        except Stopping as exc:
+            log.info("stop requested while waiting for Kafka (%s)", exc)
+        finally:
+            # No transaction is open here: process() always commits or aborts before returning
+            # (or its producer is fatal, and its transaction is aborted by the broker).
+            self.consumer.close()  # leaves the group, so the partitions move at once
+            log.info("command processor of %s stopped", self.aggregate.name)
+
+    def _subscribe(self) -> None:
         self.consumer.subscribe(
             [self.writer.commands],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
-        try:
-            while not self.stop_requested.is_set():
-                messages = next_batch(
-                    self.consumer, self.settings.processor_max_batch, self.settings.processor_poll_timeout_s
-                )
-                if messages:
-                    self.process(messages)
-        finally:
-            # No transaction is open here: process() always commits or aborts before returning.
-            self.consumer.close()  # leaves the group, so the partitions move at once
-            log.info("command processor of %s stopped", self.aggregate.name)
+
+    def _poll(self) -> list[Message]:
+        """The next batch of commands; the consumer's own errors are logged and passed over (it
+        reconnects by itself), unless no waiting can fix them."""
+        commands = []
+        for msg in next_batch(
+            self.consumer, self.settings.processor_max_batch, self.settings.processor_poll_timeout_s
+        ):
+            error = msg.error()
+            if error is None:
+                commands.append(msg)
+            elif error.fatal() or unrecoverable(error):
+                raise KafkaException(error)
+            elif error.code() != KafkaError._PARTITION_EOF:
+                self.quiet.warning(f"consume:{error.code()}", "consumer: %s; it goes on by itself", error)
+        return commands
 
     def process(self, messages: list[Message]) -> None:
-        """Handle a batch of commands in one transaction: events, results, snapshots and offsets."""
+        """Handle a batch of commands in one transaction: events, results, snapshots and offsets.
+        An abortable failure (a delivery that timed out, a transaction the broker refused) aborts
+        it and rewinds to the batch's first offsets, so it is read and decided again; a fatal one
+        is raised (run() replaces the producer)."""
         batch = Batch()
-        self.producer.begin_transaction()
+        self.producer.begin_transaction()  # local: raises only when the producer is fatal
         try:
             for msg in messages:
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        continue
-                    raise KafkaException(err)
-                self.writer.handle(msg, batch)
-            self.producer.flush()
+                if msg.error() is None:
+                    self.writer.handle(msg, batch)
+            # message.timeout.ms is the transaction timeout, so every record is acknowledged or
+            # failed by then; a flush that outlasts it is a producer stuck (seen after a pause),
+            # and the batch is aborted like one whose records failed.
+            flush_s = self.settings.processor_transaction_timeout_ms / 1000 + 2
+            if left := self.producer.flush(flush_s):
+                batch.delivery_errors.append(
+                    KafkaError(KafkaError._MSG_TIMED_OUT, f"{left} records unacknowledged in {flush_s:.0f}s")
+                )
             if batch.delivery_errors:
                 raise KafkaException(batch.delivery_errors[0])
             self.writer.finish(batch)
             if batch.next_offsets:
-                self.producer.send_offsets_to_transaction(
-                    [TopicPartition(self.writer.commands, p, o) for p, o in batch.next_offsets.items()],
-                    self.consumer.consumer_group_metadata(),
+                offsets = [TopicPartition(self.writer.commands, p, o) for p, o in batch.next_offsets.items()]
+                group = self.consumer.consumer_group_metadata()
+                self._retry(
+                    "sending the consumed offsets",
+                    lambda: self._bounded(
+                        "send_offsets_to_transaction",
+                        lambda: self.producer.send_offsets_to_transaction(offsets, group, CALL_TIMEOUT_S),
+                    ),
+                    attempts=6,  # then a new producer, which waits for Kafka as long as it takes
                 )
-            self.producer.commit_transaction()
+            commit = self.producer.commit_transaction
+            self._retry(
+                "committing",
+                lambda: self._bounded("commit_transaction", lambda: commit(CALL_TIMEOUT_S)),
+                attempts=6,
+            )
         except KafkaException as exc:
-            error = exc.args[0]
-            if isinstance(error, KafkaError) and error.txn_requires_abort():
-                log.warning("transaction aborted (%s); the batch will be read again", error)
-                self.producer.abort_transaction()
-                self._rewind(batch.first_offsets)
-                return
-            raise
-        self.writer.merge(batch)
+            error = error_of(exc)
+            if error is None or error.fatal() or not (error.txn_requires_abort() or batch.delivery_errors):
+                raise
+            self._abort(batch, error, len(messages))
+            return
+        self.writer.merge(batch)  # only now: the state in memory never runs ahead of the log
+
+    def _abort(self, batch: Batch, error: KafkaError, commands: int) -> None:
+        log.warning(
+            "transaction of %d commands failed (%s): aborting it and reading them again from offsets %s",
+            commands, error, dict(sorted(batch.first_offsets.items())),
+        )  # fmt: skip
+        # A few tries only: an abort that does not go through is settled by a new producer (which
+        # waits for Kafka as long as it takes), as for a fatal error.
+        abort = self.producer.abort_transaction
+        self._retry(
+            "aborting the transaction",
+            lambda: self._bounded("abort_transaction", lambda: abort(CALL_TIMEOUT_S)),
+            attempts=3,
+        )
+        self._rewind(batch.first_offsets)
 
     def _rewind(self, first_offsets: dict[int, int]) -> None:
         owned = {tp.partition for tp in self.consumer.assignment()}
         for partition, offset in first_offsets.items():
             if partition in owned:
                 self.consumer.seek(TopicPartition(self.writer.commands, partition, offset))
+
+    # -- a fatal producer ----------------------------------------------------------------
+
+    def _init_transactions(self) -> None:
+        """init_transactions, waiting for Kafka; a producer that fails for good is replaced."""
+        deadline = time.monotonic() + self.settings.processor_broker_wait_s
+        while True:
+            try:
+                self._retry("init_transactions", lambda: self.producer.init_transactions(CALL_TIMEOUT_S))
+                return
+            except KafkaException as exc:
+                error = error_of(exc)
+                if unrecoverable(error) or time.monotonic() > deadline:
+                    raise
+                log.warning("init_transactions failed (%s): building another producer, trying again", error)
+                self._drop_producer()
+                if self.stop_requested.wait(1.0):
+                    raise Stopping("init_transactions") from exc
+
+    def _drop_producer(self) -> None:
+        """Purge what the old producer still holds and put a new one in its place."""
+        if self.producer not in self.abandoned:
+            with contextlib.suppress(KafkaException, RuntimeError):  # a fatal producer may refuse even that
+                self.producer.purge()
+        self.producer = self.writer.outbox = self._new_producer()
+
+    def _replace_producer(self, cause: KafkaException | Stuck) -> None:
+        """After a fatal producer error (or an abort that does not go through): a new producer with
+        the same transactional id, which fences the old one and settles its open transaction, and
+        a new group member, which is assigned partitions afresh: from their committed offsets, with
+        their state reloaded from the log (_on_assign). The state in memory is merged only after a
+        commit, but a commit whose answer was lost may have happened: the log says. The old member
+        is not reused: while the main thread waited out the outage it could not serve its
+        rebalance, and such a member was seen to time out every offset fetch afterwards."""
+        began = time.monotonic()
+        log.error(
+            "%s (%s): replacing the transactional producer, then rejoining the group to start over "
+            "from the committed offsets with the state reloaded from the log",
+            _label(cause),
+            (error_of(cause) if isinstance(cause, KafkaException) else None) or cause,
+        )
+        self._drop_producer()
+        self._init_transactions()
+        old, self.consumer = self.consumer, self._new_consumer()
+        try:
+            old.close()  # leaves the group (its partitions are revoked: _on_revoke forgets their state)
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("closing the old group member failed (%s); the group drops it after its session", exc)
+        self.writer.owned.clear()
+        self._subscribe()
+        log.warning(
+            "producer #%d ready in %.1fs; rejoining the group, whose assignment reloads the partitions",
+            self.producers_built, time.monotonic() - began,
+        )  # fmt: skip
+
+
+def _label(cause: KafkaException | Stuck) -> str:
+    if isinstance(cause, Stuck):
+        return "producer stuck"
+    error = error_of(cause)
+    return "fatal producer error" if error is not None and error.fatal() else "producer call failed for good"
