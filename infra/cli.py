@@ -24,7 +24,7 @@ from infra import stack as local_stack
 from infra.access import kafka_problem
 from infra.auth_cli import ALL_SCOPES, auth_app, use_local_keys
 from infra.gateway import Gateway
-from infra.kafka_broker import KafkaBroker, StackError
+from infra.kafka_broker import KafkaCluster, StackError
 from infra.kafka_tools import TOOLS, run_tool
 from infra.operations_cli import dlq_app, offsets_app, views_app
 from infra.processes import Supervised
@@ -66,7 +66,10 @@ def _up(settings: StackSettings) -> local_stack.Started:
     except (StackError, ValueError) as exc:
         raise _fail(str(exc)) from None
     if started.kafka:
-        console.print(f"kafka started and answering metadata in {started.kafka_seconds:.1f}s")
+        what = "kafka" if settings.kafka_brokers == 1 else f"kafka ({settings.kafka_brokers} brokers)"
+        console.print(f"{what} started and answering metadata in {started.kafka_seconds:.1f}s")
+    if settings.kafka_brokers > 1:  # what this process and its children connect to: every node
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = settings.bootstrap_servers
     use_local_keys(settings)  # the APIs started from here verify tokens with the stack's key
     return started
 
@@ -78,12 +81,27 @@ def _print_status(settings: StackSettings) -> None:
     console.print(table)
 
 
+BROKERS_HELP = (
+    "1, or 3: a KRaft quorum of three on the Kafka port, +10 and +20 (controllers: +1, +11, +21), "
+    "data in kafka-1/ … kafka-3/ (default: KAFKA_BROKERS, else 1)"
+)
+
+
+def _stack_settings(brokers: int | None) -> StackSettings:
+    return StackSettings() if brokers is None else StackSettings(kafka_brokers=brokers)
+
+
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(brokers: Annotated[int | None, typer.Option(help=BROKERS_HELP)] = None) -> None:
     """Start Kafka and Redis unless running, and wait until both answer."""
-    settings = StackSettings()
+    settings = _stack_settings(brokers)
     _up(settings)
     _print_status(settings)
+    if settings.kafka_brokers > 1:
+        console.print(
+            f"clients: KAFKA_BOOTSTRAP_SERVERS={settings.bootstrap_servers}; "
+            f"`cqrs` commands on this stack: KAFKA_BROKERS={settings.kafka_brokers}"
+        )
 
 
 @stack_app.command("down")
@@ -99,9 +117,9 @@ def stack_down() -> None:
 
 
 @stack_app.command("status")
-def stack_status() -> None:
+def stack_status(brokers: Annotated[int | None, typer.Option(help=BROKERS_HELP)] = None) -> None:
     """What runs where."""
-    _print_status(StackSettings())
+    _print_status(_stack_settings(brokers))
 
 
 @stack_app.command("credentials")
@@ -362,12 +380,15 @@ def _supervised(
 ) -> list[Supervised]:
     """What `cqrs run` keeps running: the servers it started (first: the services need them), the
     services, the gateway. A server that was up before the run is not its to restart."""
-    redis, kafka = RedisServer(settings), KafkaBroker(settings)
+    redis = RedisServer(settings)
     servers = []
     if started.redis:
         servers.append(Supervised("redis", redis.pid_file, redis.log_file, redis.start))
-    if started.kafka:  # its own log (log4j); stdout has little
-        servers.append(Supervised("kafka", kafka.pid_file, kafka.home / "logs" / "server.log", kafka.start))
+    if started.kafka:  # each node alone (the others keep running); its own log4j log
+        servers += [
+            Supervised(b.name, b.pid_file, b.home / "logs" / "server.log", b.start)
+            for b in KafkaCluster(settings).brokers
+        ]
     return [
         *servers,
         *(runner.supervised(service) for service in runner.started),

@@ -1,4 +1,5 @@
-"""The genuine Apache Kafka broker in KRaft combined mode, run from its Maven Central jars."""
+"""The genuine Apache Kafka broker in KRaft combined mode, run from its Maven Central jars: one
+node, or a quorum of three on loopback (KAFKA_BROKERS=3)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
 
 from infra import credentials, processes
 from infra.kafka_acls import admin_client, ensure_users_and_acls
-from infra.settings import StackSettings
+from infra.settings import StackSettings, min_insync_replicas, replication_factor
 from schemas.kafka_security import KafkaSecurity
 
 POM = Path(__file__).parent / "kafka" / "pom.xml"
@@ -80,16 +82,25 @@ def ensure_jars(settings: StackSettings) -> Path:
 
 
 class KafkaBroker:
-    def __init__(self, settings: StackSettings) -> None:
+    """One node (broker and controller) of the local Kafka; node 1 unless told otherwise."""
+
+    def __init__(self, settings: StackSettings, node_id: int = 1) -> None:
         self.settings = settings
-        self.home = settings.stack_dir.resolve() / "kafka"
+        self.node = next(n for n in settings.kafka_nodes if n.node_id == node_id)
+        self.home = settings.stack_dir.resolve() / self.node.folder
         self.properties = self.home / "server.properties"
         self.pid_file = self.home / "kafka.pid"
         self.log_file = self.home / "logs" / "stdout.log"
 
+    @property
+    def name(self) -> str:
+        return self.node.folder
+
     def _write_config(self, admin_password: str) -> None:
-        host, port = self.settings.kafka_host_port
-        cport = self.settings.controller_port
+        host, port, cport = self.node.host, self.node.port, self.node.controller_port
+        voters = ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in self.settings.kafka_nodes)
+        copies = replication_factor(self.settings.kafka_brokers)
+        min_isr = min_insync_replicas(self.settings.kafka_brokers)
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         # The broker's own connections (inter-broker, to the controller) log in as `admin` with
         # SASL/PLAIN against a static JAAS user, so no SCRAM credential has to exist before the
@@ -106,8 +117,8 @@ class KafkaBroker:
             "\n".join(
                 [
                     "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@{host}:{cport}",
+                    f"node.id={self.node.node_id}",
+                    f"controller.quorum.voters={voters}",
                     f"listeners=SASL_PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
                     f"advertised.listeners=SASL_PLAINTEXT://{host}:{port}",
                     "controller.listener.names=CONTROLLER",
@@ -126,13 +137,17 @@ class KafkaBroker:
                     f"super.users=User:{credentials.ADMIN}",
                     f"log.dirs={self.home / 'data'}",
                     "num.partitions=1",
-                    "offsets.topic.replication.factor=1",
+                    # one broker: 1 and 1; a cluster: 3 copies, 2 in sync for a write (settings.py)
+                    f"default.replication.factor={copies}",
+                    f"min.insync.replicas={min_isr}",
+                    f"offsets.topic.replication.factor={copies}",
                     "offsets.topic.num.partitions=12",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
+                    f"transaction.state.log.replication.factor={copies}",
+                    f"transaction.state.log.min.isr={min_isr}",
                     "transaction.state.log.num.partitions=12",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
+                    f"share.coordinator.state.topic.replication.factor={copies}",
+                    f"share.coordinator.state.topic.min.isr={min_isr}",
+                    *self._cluster_only(),
                     "group.initial.rebalance.delay.ms=0",
                     "auto.create.topics.enable=false",
                     "log.cleaner.dedupe.buffer.size=16777216",
@@ -158,6 +173,15 @@ class KafkaBroker:
             "      AppenderRef: [{ref: server}]\n"
         )
 
+    def _cluster_only(self) -> list[str]:
+        if self.settings.kafka_brokers == 1:
+            return []
+        # A controlled shutdown waits for the controllers to approve it; when the whole cluster
+        # stops, the last node waits for a quorum that is gone (minutes, then a SIGKILL). So a
+        # node stops at once, its logs closed cleanly, and its partitions get new leaders when
+        # its session ends (broker.session.timeout.ms), as after a crash.
+        return ["controlled.shutdown.enable=false"]
+
     def _java(self, libs: Path, *args: str) -> list[str]:
         return [
             "java",
@@ -172,16 +196,7 @@ class KafkaBroker:
     def _format(self, libs: Path) -> None:
         if (self.home / "data" / "meta.properties").exists():
             return
-        cluster_id = (
-            subprocess.run(
-                ["java", "-cp", f"{libs}/*", "kafka.tools.StorageTool", "random-uuid"],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
-        )
+        cluster_id = _cluster_id(self.settings, libs)
         result = subprocess.run(
             self._java(
                 libs,
@@ -203,12 +218,21 @@ class KafkaBroker:
         return processes.running_pid(self.pid_file)
 
     def start(self, timeout_s: float = 90.0) -> bool:
-        """Start unless running; wait until it answers metadata. Returns whether it started."""
+        """Start unless running; wait until it answers metadata. Returns whether it started.
+        (A node of a cluster answers only while a majority of the controllers runs: start the
+        first ones with `KafkaCluster.start`; one node alone, e.g. after a crash, with this.)"""
+        if not self.launch():
+            return False
+        self.wait_ready(timeout_s)
+        return True
+
+    def launch(self) -> bool:
+        """Start the process unless it runs, without waiting for it. Returns whether it started."""
         if self.pid() is not None:
             return False
-        host, port = self.settings.kafka_host_port
+        host, port = self.node.host, self.node.port
         if _port_open(host, port):
-            raise StackError(f"{host}:{port} is taken by a process this stack did not start")
+            raise StackError(f"{host}:{port} is taken by a process this stack did not start{_hint(self)}")
         libs = ensure_jars(self.settings)
         passwords = credentials.ensure(self.settings.stack_dir)
         self._write_config(passwords[credentials.ADMIN])
@@ -219,14 +243,13 @@ class KafkaBroker:
             log_file=self.log_file,
             markers=[str(self.properties)],
         )
-        self.wait_ready(timeout_s)
         return True
 
     def wait_ready(self, timeout_s: float) -> None:
-        """Answering metadata to `admin`; then the roles' users and ACLs are set, and it is ready
-        once the operator, too, authenticates (SCRAM) and is authorized."""
-        host, port = self.settings.kafka_host_port
-        bootstrap = f"{host}:{port}"
+        """Answering metadata to `admin`, and registered (unfenced) with the controllers; then the
+        roles' users and ACLs are set, and it is ready once the operator, too, authenticates
+        (SCRAM) on it and is authorized."""
+        bootstrap = self.node.address
         passwords = credentials.ensure(self.settings.stack_dir)
         deadline = time.monotonic() + timeout_s
         self._wait_answers(deadline, lambda: admin_client(bootstrap, passwords[credentials.ADMIN]))
@@ -243,7 +266,7 @@ class KafkaBroker:
         )
 
     def _wait_answers(self, deadline: float, admin: Callable[[], AdminClient]) -> None:
-        host, port = self.settings.kafka_host_port
+        host, port = self.node.host, self.node.port
         client: AdminClient | None = None
         while time.monotonic() < deadline:
             if self.pid() is None:
@@ -253,8 +276,10 @@ class KafkaBroker:
                 try:
                     # A refused login fails at once with _AUTHENTICATION; keep trying until the
                     # deadline, because SCRAM users take a moment to reach the broker's cache.
-                    client.list_topics(timeout=2)
-                    return
+                    # A broker answers before it has caught up with the metadata and is unfenced;
+                    # until then it is missing from the live brokers it lists.
+                    if self.node.node_id in client.list_topics(timeout=2).brokers:
+                        return
                 except Exception:
                     pass
             time.sleep(0.2)
@@ -265,6 +290,65 @@ class KafkaBroker:
 
     def stop(self) -> bool:
         return processes.stop(self.pid_file, timeout_s=60)
+
+
+class KafkaCluster:
+    """Every node of the local Kafka as StackSettings lays them out: one, or a quorum of three."""
+
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.brokers = [KafkaBroker(settings, node.node_id) for node in settings.kafka_nodes]
+
+    def broker(self, node_id: int) -> KafkaBroker:
+        return self.brokers[node_id - 1]
+
+    def start(self, timeout_s: float = 120.0) -> bool:
+        """Start the nodes that are not running, all at once (none answers before a majority of
+        the controllers runs), and wait until every node is ready. Returns whether any started."""
+        launched = [broker.launch() for broker in self.brokers]
+        deadline = time.monotonic() + timeout_s
+        for broker in self.brokers:
+            broker.wait_ready(max(1.0, deadline - time.monotonic()))
+        return any(launched)
+
+    def stop(self) -> list[str]:
+        """Stop every node at once (one by one, the last would wait for a quorum that is gone),
+        and any other broker this stack folder holds (started with another KAFKA_BROKERS).
+        Returns the names of those that were running."""
+        pid_files = {b.pid_file: b.name for b in self.brokers}
+        for other in sorted(self.settings.stack_dir.resolve().glob("kafka*/kafka.pid")):
+            pid_files.setdefault(other, other.parent.name)
+        with ThreadPoolExecutor(len(pid_files)) as pool:
+            running = list(pool.map(lambda pid_file: processes.stop(pid_file, timeout_s=60), pid_files))
+        return [name for name, was in zip(pid_files.values(), running, strict=True) if was]
+
+
+def _cluster_id(settings: StackSettings, libs: Path) -> str:
+    """One id for every node of the stack: the one a node was formatted with, or a new one."""
+    for meta in sorted(settings.stack_dir.resolve().glob("kafka-*/data/meta.properties")):  # a cluster's
+        if found := re.search(r"^cluster\.id=(\S+)", meta.read_text(), re.MULTILINE):
+            return found[1]
+    return (
+        subprocess.run(
+            ["java", "-cp", f"{libs}/*", "kafka.tools.StorageTool", "random-uuid"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+
+
+def _hint(broker: KafkaBroker) -> str:
+    """When the port is this stack's other layout's (a cluster while KAFKA_BROKERS=1, or back)."""
+    for pid_file in broker.settings.stack_dir.resolve().glob("kafka*/kafka.pid"):
+        if pid_file != broker.pid_file and processes.running_pid(pid_file) is not None:
+            return (
+                f": this stack's {pid_file.parent.name} runs there; use the same KAFKA_BROKERS "
+                "(or `cqrs stack down` first)"
+            )
+    return ""
 
 
 def _port_open(host: str, port: int) -> bool:

@@ -1,14 +1,15 @@
-"""The local stack as a whole: Kafka and Redis up, down and status."""
+"""The local stack as a whole: Kafka (one broker or a cluster of three) and Redis up, down and status."""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
 import redis as redis_client
 
-from infra import credentials
-from infra.kafka_broker import KafkaBroker
+from infra import credentials, processes
+from infra.kafka_broker import KafkaBroker, KafkaCluster
 from infra.redis_server import RedisServer
 from infra.settings import StackSettings
 
@@ -24,28 +25,38 @@ def up(settings: StackSettings) -> Started:
     settings.check_loopback()
     redis_started = RedisServer(settings).start()
     began = time.monotonic()
-    kafka_started = KafkaBroker(settings).start()
+    kafka_started = KafkaCluster(settings).start()
     return Started(kafka_started, redis_started, time.monotonic() - began)
 
 
 def down(settings: StackSettings, *, kafka: bool = True, redis: bool = True) -> list[str]:
-    stopped = []
-    if kafka and KafkaBroker(settings).stop():
-        stopped.append("kafka")
+    stopped = KafkaCluster(settings).stop() if kafka else []
     if redis and RedisServer(settings).stop():
         stopped.append("redis")
     return stopped
 
 
 def status(settings: StackSettings) -> list[tuple[str, str, int | None, str]]:
-    """(name, address, pid or None, data folder) per server."""
-    kafka, redis = KafkaBroker(settings), RedisServer(settings)
-    khost, kport = settings.kafka_host_port
+    """(name, address, pid or None, data folder) per server: `kafka`, or `kafka-1` … `kafka-3`."""
+    redis = RedisServer(settings)
     rhost, rport = settings.redis_host_port
     return [
-        ("kafka", f"{khost}:{kport}", kafka.pid(), str(kafka.home)),
+        *((b.name, b.node.address, b.pid(), str(b.home)) for b in KafkaCluster(settings).brokers),
+        *_other_brokers(settings),
         ("redis", f"{rhost}:{rport}", redis.pid(), str(redis.home)),
     ]
+
+
+def _other_brokers(settings: StackSettings) -> list[tuple[str, str, int | None, str]]:
+    """Brokers of this stack folder that run in another layout than KAFKA_BROKERS says."""
+    mine = {b.pid_file for b in KafkaCluster(settings).brokers}
+    rows: list[tuple[str, str, int | None, str]] = []
+    for pid_file in sorted(settings.stack_dir.resolve().glob("kafka*/kafka.pid")):
+        if pid_file not in mine and (pid := processes.running_pid(pid_file)) is not None:
+            config = (pid_file.parent / "server.properties").read_text(errors="replace")
+            found = re.search(r"^advertised\.listeners=\w+://(\S+)", config, re.MULTILINE)
+            rows.append((pid_file.parent.name, found[1] if found else "?", pid, str(pid_file.parent)))
+    return rows
 
 
 @dataclass(frozen=True)

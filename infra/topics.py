@@ -49,6 +49,20 @@ def _wait_visible(admin: AdminClient, names: list[str], timeout_s: float = 30) -
         time.sleep(0.1)
 
 
+def _describe_configs(admin: AdminClient, names: list[str], timeout_s: float = 30) -> dict[str, Any]:
+    """Each topic's configuration. On a cluster the request goes to any broker, and one that has
+    not yet caught up with the metadata answers UNKNOWN_TOPIC_OR_PART for a new topic: ask again."""
+    deadline = time.monotonic() + timeout_s
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in names]
+    while True:
+        try:
+            return {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
+        except KafkaException as exc:
+            if exc.args[0].name() != "UNKNOWN_TOPIC_OR_PART" or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
 def specs(settings: TopicSettings) -> list[TopicSpec]:
     names = [name.strip() for name in settings.aggregates.split(",") if name.strip()] or list(aggregates())
     per_aggregate = [spec for name in names for spec in aggregate_topics(name, settings.topic_partitions)]
@@ -78,8 +92,7 @@ def ensure_topics(settings: TopicSettings) -> list[TopicReport]:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":  # lost a race with another creator
                 raise
     metadata = _wait_visible(admin, [s.name for s in wanted])
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in wanted]
-    configs = {r.name: f.result() for r, f in admin.describe_configs(resources).items()}
+    configs = _describe_configs(admin, [s.name for s in wanted])
     reports, problems = [], []
     for spec in wanted:
         partitions = len(metadata[spec.name].partitions)
