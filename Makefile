@@ -9,7 +9,7 @@ TEST_ENV := STACK_DIR=.stack/test KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 \
             REDIS_URL=redis://127.0.0.1:16379/0 COMMAND_API_PORT=18001 QUERY_API_PORT=18002 \
             PROJECTOR_METRICS_PORT=18011 GATEWAY_PORT=18000
 
-.PHONY: install run test lint unit bench stack-up stack-down stack-status topics clean
+.PHONY: install run test test-faults lint unit bench stack-up stack-down stack-status topics clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + ")")'
@@ -28,7 +28,13 @@ run: install
 FRESH ?= 1
 test: install lint
 	@if [ "$(FRESH)" = 1 ]; then $(TEST_ENV) $(BIN)/cqrs stack down >/dev/null && rm -rf .stack/test; fi
-	$(TEST_ENV) $(BIN)/cqrs exec -- $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/cqrs exec -- $(BIN)/python -m pytest -m "not full_faults" $(PYTEST_ARGS)
+
+# The whole fault suite (tests/faults): the cases `make test` runs and the longer ones. Each case
+# kills or pauses the servers of a private stack, never the test stack's.
+test-faults: install
+	@if [ "$(FRESH)" = 1 ]; then $(TEST_ENV) $(BIN)/cqrs stack down >/dev/null && rm -rf .stack/test; fi
+	$(TEST_ENV) $(BIN)/cqrs exec -- $(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
 
 # Benchmarks on the test stack (started if needed); results in bench/results/. Needs wrk (apt).
 bench: install

@@ -170,6 +170,7 @@ def wait_answered(aggregate: Aggregate, load: Load, since: int, within_s: float 
     return time.monotonic() - began
 
 
+@pytest.mark.full_faults  # test_under_load.py runs the same fault in `make test`
 def test_a_killed_and_restarted_broker_under_load(private_stack: PrivateStack, unique: str) -> None:
     tmp_path = private_stack.log_dir(f"killed-{unique}")
     aggregate = Aggregate.create(private_stack.bootstrap, unique, partitions=4)

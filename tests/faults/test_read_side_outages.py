@@ -218,6 +218,7 @@ def _log(path: Path) -> str:
     return path.read_text(errors="replace")
 
 
+@pytest.mark.full_faults  # test_under_load.py runs the same fault in `make test`
 def test_redis_killed_and_restarted_on_its_data_under_load(side: ReadSide) -> None:
     projector = side.projector()
     flow = Flow(side)
@@ -393,6 +394,7 @@ def test_redis_stopped_the_query_api_answers_503_at_once_then_recovers(side: Rea
         projector.stop()
 
 
+@pytest.mark.full_faults  # test_under_load.py runs the same fault in `make test`
 def test_broker_killed_and_restarted_under_a_projector(side: ReadSide) -> None:
     projector = side.projector()
     flow = Flow(side)
