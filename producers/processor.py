@@ -13,7 +13,8 @@ import time
 from confluent_kafka import KafkaException
 
 from producers.aggregates import aggregate
-from producers.engine.processor import BrokerUnreachable, CommandProcessor, TopicLayoutError
+from producers.engine.kafka_errors import BrokerUnreachable
+from producers.engine.processor import CommandProcessor, TopicLayoutError
 from producers.settings import ProcessorSettings
 from schemas.codec import Codec
 from schemas.schema_log import codec_reading_the_log

@@ -55,10 +55,12 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from confluent_kafka import KafkaException
 from faust.app.base import BootStrategy
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from producers.engine.kafka_errors import BrokerUnreachable, error_of
 from schemas.kafka_security import KafkaSecurity
 from schemas.schema_log import codec_reading_the_log
 from stream_processors.transfer_process_engine import LATENCY_BUCKETS_S, Config, Counters, TransferProcess
@@ -90,6 +92,7 @@ class TransferProcessSettings(BaseSettings):
     transfer_process_poll_timeout_s: float = 0.05
     transfer_process_transaction_timeout_ms: int = 10_000
     transfer_process_session_timeout_ms: int = 10_000
+    transfer_process_broker_wait_s: float = 600.0  # a Kafka outage longer than this: exit
     transfer_process_metrics_host: str = "127.0.0.1"
     transfer_process_metrics_port: int = 8014  # GET /metrics, /healthz
     transfer_process_log_level: str = "info"
@@ -109,6 +112,7 @@ class TransferProcessSettings(BaseSettings):
             poll_timeout_s=self.transfer_process_poll_timeout_s,
             transaction_timeout_ms=self.transfer_process_transaction_timeout_ms,
             session_timeout_ms=self.transfer_process_session_timeout_ms,
+            broker_wait_s=self.transfer_process_broker_wait_s,
             exit_before_commit_after=self.transfer_process_exit_before_commit_after,
         )
 
@@ -253,9 +257,13 @@ def create_app(settings: TransferProcessSettings, process: TransferProcess) -> f
     async def run_loop() -> None:
         try:
             await asyncio.to_thread(process.run)
+        except (KafkaException, BrokerUnreachable) as exc:
+            # What waiting cannot fix (not authorized, Kafka away for broker_wait_s; an outage,
+            # an aborted transaction or a fatal producer are handled in the loop): say why, exit.
+            log.critical("transfer process cannot go on: %s; exiting", error_of(exc) or exc)
+            logging.shutdown()
+            os._exit(70)
         except Exception:
-            # A fatal Kafka error (e.g. fenced by a newer instance): exit so that nothing
-            # half-done is committed; a restart rebuilds from the log.
             log.critical("transfer process failed; exiting", exc_info=True)
             logging.shutdown()
             os._exit(70)

@@ -16,6 +16,8 @@ topics up to the group's committed offsets (everything reacted to), then reads o
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import os
 import threading
@@ -29,6 +31,15 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from producers.engine.kafka_errors import (
+    BoundedCalls,
+    Patience,
+    QuietLog,
+    Stopping,
+    Stuck,
+    error_of,
+    unrecoverable,
+)
 from schemas.codec import Codec, CodecError
 from schemas.headers import ACTOR_HEADER, ACTOR_OWNER_ID_HEADER, COMMAND_ID_HEADER
 from schemas.kafka_security import kafka_config
@@ -55,6 +66,7 @@ Headers = list[tuple[str, str | bytes | None]]
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 FACTS_RETENTION_MS = 7 * 24 * 60 * 60 * 1000  # as long as commands are kept
+CALL_TIMEOUT_S = 10.0  # one blocking transactional call; a longer outage is several calls
 
 
 class TopicLayoutError(RuntimeError):
@@ -76,6 +88,8 @@ class Config:
     poll_timeout_s: float = 0.05
     transaction_timeout_ms: int = 10_000
     session_timeout_ms: int = 10_000
+    # How long a broker outage is waited out (one call retried) before the process gives up.
+    broker_wait_s: float = 600.0
     # Fault injection for tests: after this many committed transactions, the next one that sends
     # anything exits the process after producing, before committing (0: never).
     exit_before_commit_after: int = 0
@@ -146,21 +160,26 @@ class TransferProcess:
         }
         self.facts = config.facts_topic
         self.base: dict[str, Any] = kafka_config(config.bootstrap, {"socket.nagle.disable": True})
+        self.stop_requested = threading.Event()
+        self.quiet = QuietLog(log)
+        self.patience = Patience(self.quiet, self.stop_requested, config.broker_wait_s)
+        self.bounded = BoundedCalls(CALL_TIMEOUT_S + 5)  # see Stuck
+        self.abandoned: list[Producer] = []  # blocked in a call: never destroyed, only left
+        self.producers_built = 0
         if clients is not None:
             self.consumer, self.producer, self.partitions = clients
         else:
             self.partitions = self._prepare_topics()
-            self.consumer, self.producer = self._clients()
+            self.consumer, self.producer = self._new_consumer(), self._new_producer()
         self.sagas: dict[str, Saga] = {}
         self.owned: set[int] = set()  # partitions of the transfer-keyed topics
         self.counters = Counters()
-        self.stop_requested = threading.Event()
         self.ready = threading.Event()  # set once partitions were assigned and sagas rebuilt
         self._next_check = 0.0
 
-    def _clients(self) -> tuple[Consumer, Producer]:
+    def _new_consumer(self) -> Consumer:
         config = self.config
-        consumer = Consumer(
+        return Consumer(
             {
                 **self.base,
                 "group.id": config.group_id,
@@ -171,17 +190,31 @@ class TransferProcess:
                 "session.timeout.ms": config.session_timeout_ms,
                 "heartbeat.interval.ms": max(1000, config.session_timeout_ms // 5),
                 "fetch.wait.max.ms": 10,
+                "error_cb": self._on_client_error,
             }
         )
-        producer = Producer(
+
+    def _new_producer(self) -> Producer:
+        config = self.config
+        self.producers_built += 1
+        return Producer(
             {
                 **self.base,
+                # The same id for every producer of this instance: a new one fences the old one and
+                # settles (aborts) whatever transaction it left open.
                 "transactional.id": f"{config.group_id}.{config.instance_id}",
                 "transaction.timeout.ms": config.transaction_timeout_ms,
                 "linger.ms": 1,
+                "error_cb": self._on_client_error,
             }
         )
-        return consumer, producer
+
+    def _on_client_error(self, error: KafkaError) -> None:
+        """librdkafka's own reports (connection lost, all brokers down ...); it reconnects by itself."""
+        if error.fatal():
+            log.error("Kafka client fatal error: %s; the producer is replaced at its next call", error)
+        else:
+            self.quiet.warning(f"client:{error.code()}", "Kafka client: %s; it reconnects by itself", error)
 
     # -- topics --------------------------------------------------------------------------
 
@@ -194,7 +227,9 @@ class TransferProcess:
             self.account_results,
             *self.command_topics.values(),
         ]
-        topics = admin.list_topics(timeout=15).topics
+        topics = self.patience.retry(
+            "reading the topics' metadata", lambda: admin.list_topics(timeout=15)
+        ).topics
         counts: dict[str, int] = {}
         for name in names:
             topic = topics.get(name)
@@ -244,14 +279,18 @@ class TransferProcess:
         began = time.monotonic()
         # A read_committed consumer's committed-offset fetch waits for the previous owner's
         # pending transaction to settle, so the replay below sees everything it reacted to.
-        committed = consumer.committed(partitions, timeout=30)
+        committed = self.patience.retry(
+            "reading the committed offsets", lambda: consumer.committed(partitions, timeout=30)
+        )
         keyed = [tp for tp in committed if tp.topic in (self.transfer_events, self.facts)]
         records = 0
         sagas = dict(self.sagas)
         uncommitted = set()
         for topic in (self.transfer_events, self.facts):  # a saga exists before facts about it
             ours = [tp for tp in keyed if tp.topic == topic]
-            ends, replayed = self._replay(topic, ours, sagas)
+            ends, replayed, sagas = self.patience.retry(
+                f"replaying {topic}", functools.partial(self._replay_onto, topic, ours, sagas)
+            )
             records += replayed
             for tp in ours:
                 if tp.offset < 0:
@@ -289,6 +328,14 @@ class TransferProcess:
         self.owned -= gone
         self.sagas = {t: s for t, s in self.sagas.items() if self.transfer_partition(t) not in gone}
         log.info("revoked partitions %s", sorted(gone))
+
+    def _replay_onto(
+        self, topic: str, partitions: list[TopicPartition], sagas: dict[str, Saga]
+    ) -> tuple[dict[int, int], int, dict[str, Saga]]:
+        """_replay onto a copy of `sagas` (a replay cut short by an outage is started over)."""
+        copy = dict(sagas)
+        ends, count = self._replay(topic, partitions, copy)
+        return ends, count, copy
 
     def _replay(
         self, topic: str, partitions: list[TopicPartition], sagas: dict[str, Saga]
@@ -366,23 +413,42 @@ class TransferProcess:
     # -- the loop ------------------------------------------------------------------------
 
     def run(self) -> None:
-        self.producer.init_transactions()
+        """Until a stop is requested. A broker outage is waited out, an abortable transaction is
+        aborted and its batch read again, a fatal producer (or one stuck in a call) is replaced;
+        raises only what waiting cannot fix (not authorized, Kafka away for broker_wait_s): the
+        host exits."""
+        try:
+            self._init_transactions()
+            self._subscribe()
+            while not self.stop_requested.is_set():
+                try:
+                    messages = self._next_batch()
+                    now = self.clock()
+                    due = self._due(now)
+                    if messages or due:
+                        self.process(messages, due, now)
+                except KafkaException as exc:
+                    if unrecoverable(error_of(exc)):
+                        raise
+                    self._replace_producer(exc)
+                except Stuck as exc:
+                    self.abandoned.append(self.producer)  # destroying it under a blocked call is unsafe
+                    self._replace_producer(exc)
+        except Stopping as exc:
+            log.info("stop requested while waiting for Kafka (%s)", exc)
+        finally:
+            # No transaction is open here: process() always commits or aborts before returning
+            # (or its producer is fatal, and its transaction is aborted by the broker).
+            self.consumer.close()
+            log.info("transfer process stopped")
+
+    def _subscribe(self) -> None:
         self.consumer.subscribe(
             [self.transfer_events, self.facts, self.account_events, self.account_results],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
-        try:
-            while not self.stop_requested.is_set():
-                messages = self._next_batch()
-                now = self.clock()
-                due = self._due(now)
-                if messages or due:
-                    self.process(messages, due, now)
-        finally:
-            self.consumer.close()
-            log.info("transfer process stopped")
 
     def _next_batch(self) -> list[Message]:
         first = self.consumer.consume(1, timeout=self.config.poll_timeout_s)
@@ -393,14 +459,21 @@ class TransferProcess:
 
     def _without_client_errors(self, messages: list[Message]) -> list[Message]:
         """The records; a broker outage shows as non-fatal client errors (all brokers down, a
-        transport error), which librdkafka recovers from by itself: logged and passed over."""
+        transport error), which librdkafka recovers from by itself: logged and passed over. One
+        that no waiting fixes (not authorized) is raised."""
         records = []
         for msg in messages:
             error = msg.error()
             if error is None or error.code() == KafkaError._PARTITION_EOF or error.fatal():
                 records.append(msg)  # records, and what process() decides about
+            elif unrecoverable(error):
+                raise KafkaException(error)
             else:
-                log.warning("Kafka client error (%s); carrying on, librdkafka reconnects", error)
+                self.quiet.warning(
+                    f"consume:{error.code()}",
+                    "Kafka client error (%s); carrying on, librdkafka reconnects",
+                    error,
+                )
         return records
 
     def _due(self, now: float) -> list[str]:
@@ -415,9 +488,12 @@ class TransferProcess:
 
     def process(self, messages: list[Message], due: Iterable[str], now: float) -> None:
         """One transaction: the reactions to a batch and to the timed-out transfers, with the
-        consumed offsets. All or nothing; on abort the batch is read again."""
+        consumed offsets. All or nothing: an abortable failure (a delivery that timed out, a
+        transaction the broker refused) aborts it and rewinds to the batch's first offsets, so it
+        is read and decided again; a fatal one (or an abort that does not go through) is raised
+        for run() to replace the producer."""
         batch = _Batch()
-        self.producer.begin_transaction()
+        self.producer.begin_transaction()  # local: raises only when the producer is fatal
         try:
             for msg in messages:
                 error = msg.error()
@@ -440,55 +516,131 @@ class TransferProcess:
                     on_delivery=self._on_delivery(batch),
                 )
                 self.producer.poll(0)
-            self.producer.flush()
+            # message.timeout.ms is the transaction timeout, so every record is acknowledged or
+            # failed by then; a flush that outlasts it is a producer stuck, and the batch is
+            # aborted like one whose records failed.
+            flush_s = self.config.transaction_timeout_ms / 1000 + 2
+            if left := self.producer.flush(flush_s):
+                batch.delivery_errors.append(
+                    KafkaError(KafkaError._MSG_TIMED_OUT, f"{left} records unacknowledged in {flush_s:.0f}s")
+                )
             if batch.delivery_errors:
                 raise KafkaException(batch.delivery_errors[0])
             if batch.next_offsets:
-                self.producer.send_offsets_to_transaction(
-                    [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()],
-                    self.consumer.consumer_group_metadata(),
+                offsets = [TopicPartition(t, p, o) for (t, p), o in batch.next_offsets.items()]
+                group = self.consumer.consumer_group_metadata()
+                self.patience.retry(
+                    "sending the consumed offsets",
+                    lambda: self.bounded(
+                        "send_offsets_to_transaction",
+                        lambda: self.producer.send_offsets_to_transaction(offsets, group, CALL_TIMEOUT_S),
+                    ),
+                    attempts=6,  # then a new producer, which waits for Kafka as long as it takes
                 )
             self._maybe_crash(batch)
             self._commit()
         except KafkaException as exc:
-            error = exc.args[0]
-            # Abortable, or not fatal (a broker outage: a delivery timed out, the offsets could
-            # not be sent): abort and read the batch again. Fatal (fenced): the caller exits.
-            if isinstance(error, KafkaError) and (error.txn_requires_abort() or not error.fatal()):
-                log.warning("transaction aborted (%s); the batch will be read again", error)
-                self._abort()
-                self.counters.aborted += 1
-                self._rewind(batch.first_offsets)
-                return
-            raise
-        self._merge(batch)
+            error = error_of(exc)
+            if (
+                error is None
+                or error.fatal()
+                or unrecoverable(error)
+                or not (error.txn_requires_abort() or batch.delivery_errors)
+            ):
+                # Fatal, or a commit or offsets that did not go through in a few tries (it may
+                # have happened: the log says): run() replaces the producer and rebuilds the
+                # sagas from the log; not authorized: run() raises (the process exits).
+                raise
+            log.warning("transaction aborted (%s); the batch will be read again", error)
+            self._abort()
+            self.counters.aborted += 1
+            self._rewind(batch.first_offsets)
+            return
+        self._merge(batch)  # only now: the state in memory never runs ahead of the log
 
     def _abort(self) -> None:
-        delay = 0.1
-        while True:
-            try:
-                self.producer.abort_transaction()
-                return
-            except KafkaException as exc:
-                error = exc.args[0]
-                if isinstance(error, KafkaError) and error.retriable():
-                    log.warning("abort of the transaction failed (%s); retrying in %.1fs", error, delay)
-                    time.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                    continue
-                raise
+        """A few tries only: an abort that does not go through (or a fatal producer) is raised, and
+        settled by a new producer, which waits for Kafka as long as it takes."""
+        abort = self.producer.abort_transaction
+        self.patience.retry(
+            "aborting the transaction",
+            lambda: self.bounded("abort_transaction", lambda: abort(CALL_TIMEOUT_S)),
+            attempts=3,
+        )
 
     def _commit(self) -> None:
+        commit = self.producer.commit_transaction
+        self.patience.retry(
+            "committing",
+            lambda: self.bounded("commit_transaction", lambda: commit(CALL_TIMEOUT_S)),
+            attempts=6,
+        )
+
+    # -- a fatal producer ----------------------------------------------------------------
+
+    def _init_transactions(self) -> None:
+        """init_transactions, waiting for Kafka; a producer that fails for good is replaced."""
+        deadline = time.monotonic() + self.config.broker_wait_s
         while True:
             try:
-                self.producer.commit_transaction()
+                init = functools.partial(self.producer.init_transactions, CALL_TIMEOUT_S)
+                self.patience.retry(
+                    "init_transactions", functools.partial(self.bounded, "init_transactions", init)
+                )
                 return
-            except KafkaException as exc:
-                error = exc.args[0]
-                if isinstance(error, KafkaError) and error.retriable():
-                    log.warning("commit of the transaction failed (%s); retrying", error)
-                    continue
-                raise
+            except (KafkaException, Stuck) as exc:
+                error = error_of(exc)
+                if unrecoverable(error) or time.monotonic() > deadline:
+                    raise
+                log.warning(
+                    "init_transactions failed (%s): building another producer, trying again", error or exc
+                )
+                if isinstance(exc, Stuck):
+                    self.abandoned.append(self.producer)
+                self._drop_producer()
+                if self.stop_requested.wait(1.0):
+                    raise Stopping("init_transactions") from exc
+
+    def _drop_producer(self) -> None:
+        """Purge what the old producer still holds and put a new one in its place."""
+        if self.producer not in self.abandoned:
+            with contextlib.suppress(KafkaException, RuntimeError):  # a fatal producer may refuse even that
+                self.producer.purge()
+        self.producer = self._new_producer()
+
+    def _replace_producer(self, cause: KafkaException | Stuck) -> None:
+        """After a fatal producer error (or an abort that does not go through): a new producer with
+        the same transactional id, which fences the old one and settles its open transaction, and
+        a new group member, which is assigned partitions afresh: from their committed offsets, with
+        the sagas rebuilt from the log (_on_assign). The sagas in memory are merged only after a
+        commit, but a commit whose answer was lost may have happened: the log says. The old member
+        is not reused (as in the command processor): while the loop waited out the outage it could
+        not serve its rebalance, and such a member was seen to time out every offset fetch."""
+        began = time.monotonic()
+        error = error_of(cause) if isinstance(cause, KafkaException) else None
+        label = "producer stuck" if isinstance(cause, Stuck) else "producer call failed for good"
+        if error is not None and error.fatal():
+            label = "fatal Kafka error"
+        log.error(
+            "%s (%s): replacing the transactional producer, then rejoining the group to start over "
+            "from the committed offsets with the sagas rebuilt from the log",
+            label,
+            error or cause,
+        )
+        self._drop_producer()
+        self._init_transactions()
+        old, self.consumer = self.consumer, self._new_consumer()
+        try:
+            old.close()  # leaves the group (its partitions are revoked: _on_revoke forgets their sagas)
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("closing the old group member failed (%s); the group drops it after its session", exc)
+        self.sagas, self.owned = {}, set()
+        self.ready.clear()
+        self._subscribe()
+        log.warning(
+            "producer #%d ready in %.1fs; rejoining the group, whose assignment rebuilds the sagas",
+            self.producers_built, time.monotonic() - began,
+        )  # fmt: skip
 
     def _maybe_crash(self, batch: _Batch) -> None:
         after = self.config.exit_before_commit_after

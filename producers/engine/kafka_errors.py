@@ -4,10 +4,16 @@ producer to replace, or something no waiting fixes (exit, and say why)."""
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
+
+T = TypeVar("T")
 
 # Errors a running broker answers only when it is misconfigured or we are not allowed: waiting
 # does not help, so the process says so and exits (its supervisor restarts it).
@@ -37,6 +43,9 @@ TRANSIENT = frozenset(
         KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
         KafkaError.NOT_LEADER_FOR_PARTITION,
         KafkaError.LEADER_NOT_AVAILABLE,
+        # A client that has just (re)connected to a broker waking from a pause does not know a
+        # partition's leader yet (seen from the state loader's watermark query right after SIGCONT).
+        KafkaError._UNKNOWN_PARTITION,
         KafkaError.CONCURRENT_TRANSACTIONS,
     }
 )
@@ -82,3 +91,105 @@ class QuietLog:
     def forget(self) -> None:
         self._last.clear()
         self._suppressed.clear()
+
+
+# -- waiting Kafka out, shared by the command processors and the transfer process -----------------
+
+
+class BrokerUnreachable(RuntimeError):
+    """Kafka did not answer for the whole wait allowed."""
+
+
+class Stopping(Exception):
+    """A stop was requested while Kafka was being waited for."""
+
+
+class Stuck(Exception):
+    """A transactional call outlived its own timeout by far: librdkafka can block in
+    send_offsets_to_transaction past its timeout after a broker restart (confluentinc/librdkafka
+    #5456, #5511: the group coordinator request is never retried). The producer is abandoned."""
+
+
+class CallThread:
+    """One daemon thread that makes blocking calls for the main thread, which waits a bounded time:
+    a call blocked for good then holds this thread only (and, being a daemon, not the exit)."""
+
+    def __init__(self) -> None:
+        self.calls: queue.SimpleQueue[tuple[Callable[[], Any], list[tuple[bool, Any]], threading.Event]] = (
+            queue.SimpleQueue()
+        )
+        threading.Thread(target=self._serve, name="txn-call", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            call, box, done = self.calls.get()
+            try:
+                box.append((True, call()))
+            except BaseException as exc:
+                box.append((False, exc))
+            done.set()
+
+    def run(self, call: Callable[[], T], timeout_s: float) -> T:
+        """The call's result or exception; TimeoutError if it has not returned in `timeout_s`."""
+        box: list[tuple[bool, Any]] = []
+        done = threading.Event()
+        self.calls.put((call, box, done))
+        if not done.wait(timeout_s):
+            raise TimeoutError
+        ok, value = box[0]
+        if not ok:
+            raise value
+        result: T = value
+        return result
+
+
+class BoundedCalls:
+    """Transactional calls (each given its own timeout) made on a CallThread and waited for
+    `limit_s`; a call still blocked then raises Stuck, and keeps its thread (a new one serves the
+    next calls)."""
+
+    def __init__(self, limit_s: float) -> None:
+        self.limit_s = limit_s
+        self.thread = CallThread()
+
+    def __call__(self, what: str, call: Callable[[], T]) -> T:
+        try:
+            return self.thread.run(call, self.limit_s)
+        except TimeoutError:
+            self.thread = CallThread()
+            raise Stuck(f"{what} did not return in {self.limit_s:.0f}s") from None
+
+
+@dataclass
+class Patience:
+    """How long to wait Kafka out: `retry` repeats a call while its errors say Kafka is away."""
+
+    quiet: QuietLog
+    stop: threading.Event
+    wait_s: float
+
+    def retry(self, what: str, call: Callable[[], T], attempts: int | None = None) -> T:
+        """`call` until it succeeds, while its errors are transient, for `wait_s` (or `attempts`
+        calls) at most, then BrokerUnreachable (or the last error); any other error is raised for
+        the caller to sort; Stopping when a stop is requested meanwhile."""
+        deadline = time.monotonic() + self.wait_s
+        delay = 0.2
+        while True:
+            try:
+                return call()
+            except KafkaException as exc:
+                error = error_of(exc)
+                if not transient(error):
+                    raise
+                if attempts is not None:
+                    attempts -= 1
+                    if attempts <= 0:
+                        raise
+                if time.monotonic() + delay > deadline:
+                    raise BrokerUnreachable(
+                        f"{what}: Kafka did not answer for {self.wait_s:.0f}s (last error: {error})"
+                    ) from exc
+                self.quiet.warning(what, "%s failed: %s; Kafka is unreachable, trying again", what, error)
+                if self.stop.wait(delay):
+                    raise Stopping(what) from exc
+                delay = min(delay * 2, 5.0)

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
 
 from confluent_kafka import (
     Consumer,
@@ -25,7 +23,16 @@ from confluent_kafka import (
 from producers.engine.aggregate import Aggregate
 from producers.engine.batch import Batch, PartitionState, SingleWriter
 from producers.engine.batches import next_batch
-from producers.engine.kafka_errors import QuietLog, error_of, transient, unrecoverable
+from producers.engine.kafka_errors import (
+    BoundedCalls,
+    CallThread,
+    Patience,
+    QuietLog,
+    Stopping,
+    Stuck,
+    error_of,
+    unrecoverable,
+)
 from producers.engine.state_loader import LoadStats, StateLoader
 from producers.settings import ProcessorSettings
 from schemas.codec import Codec
@@ -34,59 +41,45 @@ from schemas.topics import commands_topic, events_topic, results_topic, snapshot
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 CALL_TIMEOUT_S = 10.0  # one blocking Kafka call; a longer outage is several calls, each logged
+REJOIN_AFTER_S = 30.0  # unassigned this long while Kafka answers: a new group member (AssignmentWatch)
 
 
 class TopicLayoutError(RuntimeError):
     """The topics are missing or not co-partitioned."""
 
 
-class BrokerUnreachable(RuntimeError):
-    """Kafka did not answer for PROCESSOR_BROKER_WAIT_S."""
+@dataclass
+class AssignmentWatch:
+    """How long the consumer has been out of an assignment: since it subscribed or its partitions
+    were revoked or lost, until its next assignment (an empty one too: more members than
+    partitions is a state, not a fault). librdkafka rejoins by itself, but a member whose session
+    timed out during a broker pause was seen never to be assigned again (its coordinator
+    connection stuck) while the broker answered: after `limit_s` the main loop replaces it."""
 
+    limit_s: float
+    since: float | None = None
 
-class Stopping(Exception):
-    """A stop was requested while Kafka was being waited for."""
+    def unassigned(self, now: float) -> None:
+        if self.since is None:
+            self.since = now
 
+    def assigned(self) -> None:
+        self.since = None
 
-class Stuck(Exception):
-    """A transactional call outlived its own timeout by far: librdkafka can block in
-    send_offsets_to_transaction past its timeout after a broker restart (confluentinc/librdkafka
-    #5456, #5511: the group coordinator request is never retried). The producer is abandoned."""
+    def expire(self) -> None:
+        """Overdue at once (an assignment that could not be taken up)."""
+        self.since = float("-inf")
 
+    def count_from(self, now: float) -> None:
+        """A new member, or Kafka is away (which is not the member's fault)."""
+        self.since = now
 
-class CallThread:
-    """One daemon thread that makes blocking calls for the main thread, which waits a bounded time:
-    a call blocked for good then holds this thread only (and, being a daemon, not the exit)."""
+    def waited(self, now: float) -> float:
+        return 0.0 if self.since is None else now - self.since
 
-    def __init__(self) -> None:
-        self.calls: queue.SimpleQueue[tuple[Callable[[], Any], list[tuple[bool, Any]], threading.Event]] = (
-            queue.SimpleQueue()
-        )
-        threading.Thread(target=self._serve, name="txn-call", daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            call, box, done = self.calls.get()
-            try:
-                box.append((True, call()))
-            except BaseException as exc:
-                box.append((False, exc))
-            done.set()
-
-    def run(self, call: Callable[[], T], timeout_s: float) -> T:
-        """The call's result or exception; TimeoutError if it has not returned in `timeout_s`."""
-        box: list[tuple[bool, Any]] = []
-        done = threading.Event()
-        self.calls.put((call, box, done))
-        if not done.wait(timeout_s):
-            raise TimeoutError
-        ok, value = box[0]
-        if not ok:
-            raise value
-        result: T = value
-        return result
+    def overdue(self, now: float) -> bool:
+        return self.waited(now) > self.limit_s
 
 
 class CommandProcessor:
@@ -95,8 +88,10 @@ class CommandProcessor:
         self.stop_requested = threading.Event()
         self.quiet = QuietLog(log)
         self.producers_built = 0
-        self.calls = CallThread()  # see _bounded
+        self.patience = Patience(self.quiet, self.stop_requested, settings.processor_broker_wait_s)
+        self.bounded = BoundedCalls(CALL_TIMEOUT_S + 5)  # see Stuck
         self.abandoned: list[Producer] = []  # blocked in a call: never destroyed, only left
+        self.watch = AssignmentWatch(max(REJOIN_AFTER_S, 3 * settings.processor_session_timeout_ms / 1000))
         self.base = kafka_config(settings.kafka_bootstrap_servers, {"socket.nagle.disable": True})
         self.consumer = self._new_consumer()
         self.producer = self._new_producer()
@@ -140,7 +135,7 @@ class CommandProcessor:
         )
 
     def _check_topic_layout(self) -> int:
-        metadata = self._retry(
+        metadata = self.patience.retry(
             "reading the topics' metadata", lambda: self.consumer.list_topics(timeout=CALL_TIMEOUT_S)
         )
         counts = {}
@@ -166,50 +161,34 @@ class CommandProcessor:
         else:
             self.quiet.warning(f"client:{error.code()}", "Kafka client: %s; it reconnects by itself", error)
 
-    def _retry(self, what: str, call: Callable[[], T], attempts: int | None = None) -> T:
-        """`call` until it succeeds, while its errors say Kafka is away, for PROCESSOR_BROKER_WAIT_S
-        (or `attempts` calls) at most; any other error is raised for the caller to sort."""
-        deadline = time.monotonic() + self.settings.processor_broker_wait_s
-        delay = 0.2
-        while True:
-            try:
-                return call()
-            except KafkaException as exc:
-                error = error_of(exc)
-                if not transient(error):
-                    raise
-                if attempts is not None:
-                    attempts -= 1
-                    if attempts <= 0:
-                        raise
-                if time.monotonic() + delay > deadline:
-                    raise BrokerUnreachable(
-                        f"{what}: Kafka did not answer for {self.settings.processor_broker_wait_s:.0f}s "
-                        f"(last error: {error})"
-                    ) from exc
-                self.quiet.warning(what, "%s failed: %s; Kafka is unreachable, trying again", what, error)
-                if self.stop_requested.wait(delay):
-                    raise Stopping(what) from exc
-                delay = min(delay * 2, 5.0)
-
-    def _bounded(self, what: str, call: Callable[[], T]) -> T:
-        """`call` (a transactional call with CALL_TIMEOUT_S) on the call thread, given 5 s more than
-        that to return; a call still blocked then raises Stuck and keeps its thread."""
-        limit_s = CALL_TIMEOUT_S + 5
-        try:
-            return self.calls.run(call, limit_s)
-        except TimeoutError:
-            self.calls = CallThread()
-            raise Stuck(f"{what} did not return in {limit_s:.0f}s") from None
-
     # -- partition ownership -------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:
+            return  # a replaced member (closing on its own thread): its partitions are not taken up
         # The committed-offset fetch of a read_committed consumer waits for the previous owner's
-        # pending transaction to settle, so the history read next is complete.
-        self._retry("reading the committed offsets", lambda: consumer.committed(partitions, timeout=30))
+        # pending transaction to settle, so the history read next is complete. A member that keeps
+        # timing out there is replaced (run() -> _rejoin) rather than waited for: one was seen to
+        # time out every fetch for minutes while the broker was healthy.
+        try:
+            self.patience.retry(
+                "reading the committed offsets",
+                lambda: consumer.committed(partitions, timeout=CALL_TIMEOUT_S),
+                attempts=3,
+            )
+        except KafkaException as exc:
+            if unrecoverable(error_of(exc)):
+                raise
+            log.warning(
+                "assigned partitions %s but their committed offsets could not be read (%s): "
+                "rejoining the group with a new member",
+                sorted(tp.partition for tp in partitions), error_of(exc) or exc,
+            )  # fmt: skip
+            self.watch.expire()  # the partitions stay unowned: their commands are skipped, not decided
+            return
         states, stats = self._load([tp.partition for tp in partitions])
         self.writer.owned.update(states)
+        self.watch.assigned()
         log.info(
             "assigned partitions %s: %d snapshots, %d events, %d results loaded in %.2fs "
             "(frames with the legacy fingerprint order read so far: %d)",
@@ -218,12 +197,17 @@ class CommandProcessor:
         )  # fmt: skip
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:
+            return  # a replaced member: writer.owned was cleared when it was replaced
         for tp in partitions:
             self.writer.owned.pop(tp.partition, None)
+        self.watch.unassigned(time.monotonic())
         log.info("revoked partitions %s", sorted(tp.partition for tp in partitions))
 
     def _load(self, partitions: list[int]) -> tuple[dict[int, PartitionState], LoadStats]:
-        return self._retry(f"loading partitions {sorted(partitions)}", lambda: self.loader.load(partitions))
+        return self.patience.retry(
+            f"loading partitions {sorted(partitions)}", lambda: self.loader.load(partitions)
+        )
 
     # -- the loop ------------------------------------------------------------------------
 
@@ -234,6 +218,8 @@ class CommandProcessor:
             self._subscribe()
             while not self.stop_requested.is_set():
                 messages = self._poll()
+                if self._watch_assignment():
+                    continue  # a new member: what the old one fetched is read again by it
                 if not messages:
                     continue
                 try:
@@ -250,10 +236,44 @@ class CommandProcessor:
         finally:
             # No transaction is open here: process() always commits or aborts before returning
             # (or its producer is fatal, and its transaction is aborted by the broker).
-            self.consumer.close()  # leaves the group, so the partitions move at once
+            _close(self.consumer)  # leaves the group, so the partitions move at once
             log.info("command processor of %s stopped", self.aggregate.name)
 
+    def _watch_assignment(self) -> bool:
+        """Replaces the group member when it has gone without an assignment for longer than the
+        watch allows while Kafka answers metadata (True: replaced). While Kafka does not answer,
+        librdkafka's own rejoin is waited for."""
+        now = time.monotonic()
+        if not self.watch.overdue(now):
+            return False
+        waited = self.watch.waited(now)
+        try:  # asked of the producer: the member's own connections are what may be stuck
+            self.producer.list_topics(self.writer.commands, timeout=CALL_TIMEOUT_S)
+        except KafkaException as exc:
+            self.quiet.warning(
+                "unassigned", "no partitions assigned for %.0fs, and Kafka does not answer (%s): waiting",
+                waited, error_of(exc) or exc,
+            )  # fmt: skip
+            self.watch.count_from(time.monotonic())
+            return False
+        log.error(
+            "no partitions assigned %s while Kafka answers: rejoining the group with a new member, "
+            "from the committed offsets with the state reloaded from the log",
+            "after a failed assignment" if waited == float("inf") else f"for {waited:.0f}s",
+        )  # fmt: skip
+        self._rejoin()
+        return True
+
+    def _rejoin(self) -> None:
+        """A new group member in place of the current one, which is closed (_close); the old one's
+        callbacks are ignored from here on, and the new one's assignment reloads the partitions."""
+        old, self.consumer = self.consumer, self._new_consumer()
+        self.writer.owned.clear()
+        _close(old)
+        self._subscribe()
+
     def _subscribe(self) -> None:
+        self.watch.count_from(time.monotonic())
         self.consumer.subscribe(
             [self.writer.commands],
             on_assign=self._on_assign,
@@ -302,18 +322,18 @@ class CommandProcessor:
             if batch.next_offsets:
                 offsets = [TopicPartition(self.writer.commands, p, o) for p, o in batch.next_offsets.items()]
                 group = self.consumer.consumer_group_metadata()
-                self._retry(
+                self.patience.retry(
                     "sending the consumed offsets",
-                    lambda: self._bounded(
+                    lambda: self.bounded(
                         "send_offsets_to_transaction",
                         lambda: self.producer.send_offsets_to_transaction(offsets, group, CALL_TIMEOUT_S),
                     ),
                     attempts=6,  # then a new producer, which waits for Kafka as long as it takes
                 )
             commit = self.producer.commit_transaction
-            self._retry(
+            self.patience.retry(
                 "committing",
-                lambda: self._bounded("commit_transaction", lambda: commit(CALL_TIMEOUT_S)),
+                lambda: self.bounded("commit_transaction", lambda: commit(CALL_TIMEOUT_S)),
                 attempts=6,
             )
         except KafkaException as exc:
@@ -332,18 +352,32 @@ class CommandProcessor:
         # A few tries only: an abort that does not go through is settled by a new producer (which
         # waits for Kafka as long as it takes), as for a fatal error.
         abort = self.producer.abort_transaction
-        self._retry(
+        self.patience.retry(
             "aborting the transaction",
-            lambda: self._bounded("abort_transaction", lambda: abort(CALL_TIMEOUT_S)),
+            lambda: self.bounded("abort_transaction", lambda: abort(CALL_TIMEOUT_S)),
             attempts=3,
         )
         self._rewind(batch.first_offsets)
 
     def _rewind(self, first_offsets: dict[int, int]) -> None:
+        """Seek back to the batch's first offsets; a seek waits for the partition's fetcher without
+        a timeout, so a seek not done in CALL_TIMEOUT_S is left to its thread, and a new group member
+        (which starts from the committed offsets, the same ones) takes the old one's place."""
         owned = {tp.partition for tp in self.consumer.assignment()}
-        for partition, offset in first_offsets.items():
-            if partition in owned:
-                self.consumer.seek(TopicPartition(self.writer.commands, partition, offset))
+        back = [TopicPartition(self.writer.commands, p, o) for p, o in first_offsets.items() if p in owned]
+        consumer = self.consumer
+
+        def seek_back() -> None:
+            for tp in back:
+                consumer.seek(tp)
+
+        try:
+            CallThread().run(seek_back, CALL_TIMEOUT_S)
+        except TimeoutError:
+            log.error(
+                "seeking back did not return in %.0fs: rejoining the group with a new member", CALL_TIMEOUT_S
+            )
+            self._rejoin()
 
     # -- a fatal producer ----------------------------------------------------------------
 
@@ -352,7 +386,9 @@ class CommandProcessor:
         deadline = time.monotonic() + self.settings.processor_broker_wait_s
         while True:
             try:
-                self._retry("init_transactions", lambda: self.producer.init_transactions(CALL_TIMEOUT_S))
+                self.patience.retry(
+                    "init_transactions", lambda: self.producer.init_transactions(CALL_TIMEOUT_S)
+                )
                 return
             except KafkaException as exc:
                 error = error_of(exc)
@@ -387,17 +423,22 @@ class CommandProcessor:
         )
         self._drop_producer()
         self._init_transactions()
-        old, self.consumer = self.consumer, self._new_consumer()
-        try:
-            old.close()  # leaves the group (its partitions are revoked: _on_revoke forgets their state)
-        except (KafkaException, RuntimeError) as exc:
-            log.warning("closing the old group member failed (%s); the group drops it after its session", exc)
-        self.writer.owned.clear()
-        self._subscribe()
+        self._rejoin()
         log.warning(
             "producer #%d ready in %.1fs; rejoining the group, whose assignment reloads the partitions",
             self.producers_built, time.monotonic() - began,
         )  # fmt: skip
+
+
+def _close(consumer: Consumer) -> None:
+    """Close a group member (it leaves the group) on a thread of its own, waiting CALL_TIMEOUT_S:
+    a member stuck on its group coordinator may block in close."""
+    try:
+        CallThread().run(consumer.close, CALL_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("closing the group member did not return in %.0fs; it is left to itself", CALL_TIMEOUT_S)
+    except (KafkaException, RuntimeError) as exc:
+        log.warning("closing the group member failed (%s); the group drops it after its session", exc)
 
 
 def _label(cause: KafkaException | Stuck) -> str:

@@ -34,6 +34,12 @@ class LoadStats:
     seconds: float
 
 
+# A read of history that gets nothing for this long, short of the end it was given, is stuck (a
+# read_committed read waits at most a transaction timeout for an open transaction): it is raised
+# as a timeout, which the caller retries with a fresh consumer.
+STALL_S = 60.0
+
+
 def _watermarks(consumer: Consumer, tp: TopicPartition, within_s: float = 30) -> tuple[int, int]:
     """Watermarks, retried while the partition has no leader yet (right after creation, failover)."""
     deadline = time.monotonic() + within_s
@@ -113,14 +119,22 @@ class StateLoader:
         if not assignment:
             return
         loader.assign(assignment)
+        progress = time.monotonic()
         while ends:
             for msg in loader.consume(num_messages=5000, timeout=0.2):
                 if msg.error():
                     raise KafkaException(msg.error())
+                progress = time.monotonic()
                 yield msg
             for tp in loader.position([TopicPartition(topic, p) for p in list(ends)]):
                 if tp.offset >= ends[tp.partition]:
                     del ends[tp.partition]
+                    progress = time.monotonic()
+            if ends and time.monotonic() - progress > STALL_S:  # never a silent wait: retried
+                raise KafkaException(KafkaError(
+                    KafkaError._TIMED_OUT,
+                    f"{topic} partitions {sorted(ends)}: no record for {STALL_S:.0f}s short of their end",
+                ))  # fmt: skip
         loader.unassign()
 
     def _snapshot(self, msg: Message, state: PartitionState, starts: dict[int, int]) -> None:

@@ -118,6 +118,7 @@ def test_the_api_answers_503_broker_unavailable_with_retry_after() -> None:
         (KafkaError(KafkaError._TIMED_OUT, "t", retriable=True), True, False),
         (KafkaError(KafkaError._TRANSPORT, "refused"), True, False),
         (KafkaError(KafkaError._AUTHENTICATION, "a restarted broker's SCRAM cache"), True, False),
+        (KafkaError(KafkaError._UNKNOWN_PARTITION, "watermarks right after a pause"), True, False),
         (KafkaError(KafkaError._TIMED_OUT, "offsets", txn_requires_abort=True), False, False),  # abort
         (KafkaError(KafkaError._FENCED, "fenced", fatal=True), False, False),  # new producer
         (KafkaError(KafkaError.INVALID_TXN_STATE, "fatal", fatal=True), False, False),

@@ -336,6 +336,14 @@ class FakeProducer:
         self.open: dict[str, Any] | None = None
         self.fail_commit = False
         self.aborted = 0
+        self.inits = 0
+        self.purged = 0
+
+    def init_transactions(self, timeout: float | None = None) -> None:
+        self.inits += 1
+
+    def purge(self) -> None:
+        self.purged += 1
 
     def begin_transaction(self) -> None:
         assert self.open is None
@@ -352,11 +360,11 @@ class FakeProducer:
     def flush(self, timeout: float = 0) -> int:
         return 0
 
-    def send_offsets_to_transaction(self, offsets: list[Any], metadata: Any) -> None:
+    def send_offsets_to_transaction(self, offsets: list[Any], metadata: Any, timeout: float = -1) -> None:
         assert self.open is not None
         self.open["offsets"] = [(tp.topic, tp.partition, tp.offset) for tp in offsets]
 
-    def commit_transaction(self) -> None:
+    def commit_transaction(self, timeout: float = -1) -> None:
         if self.fail_commit:
             self.fail_commit = False
             error = KafkaError(KafkaError._FENCED, "fake", txn_requires_abort=True)
@@ -365,7 +373,7 @@ class FakeProducer:
         self.committed.append(self.open)
         self.open = None
 
-    def abort_transaction(self) -> None:
+    def abort_transaction(self, timeout: float = -1) -> None:
         self.open, self.aborted = None, self.aborted + 1
 
 
@@ -561,10 +569,130 @@ def test_a_broker_outage_is_weather_client_errors_are_passed_over_and_timeouts_a
     fatal = ErrorMessage(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
     assert process._without_client_errors([fatal]) == [fatal]  # type: ignore[list-item]
 
-    def timed_out() -> None:  # the outage outlasted the transaction's deliveries
-        raise KafkaException(KafkaError(KafkaError._MSG_TIMED_OUT, "timed out"))
+    def timed_out(timeout: float = 0) -> int:  # the outage outlasted the transaction's deliveries
+        return 1  # records still unacknowledged
 
-    producer.flush = timed_out  # type: ignore[method-assign,assignment]
+    producer.flush = timed_out  # type: ignore[method-assign]
     process.process(batch(message), [], 0.0)
     assert producer.aborted == 1 and producer.committed == [] and process.sagas == {}
     assert consumer.seeks == [("events.transfer", partition_for(T, 12), 7)]
+
+
+class FatalAbortProducer(FakeProducer):
+    """Its commit fails abortably, then its abort fails fatally (seen after a broker restart)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_commit = True
+
+    def abort_transaction(self, timeout: float = -1) -> None:
+        error = KafkaError(
+            KafkaError.INVALID_TXN_STATE, "Failed to end transaction: invalid state", fatal=True
+        )
+        raise KafkaException(error)
+
+
+class LoopConsumer(FakeConsumer):
+    """A group member for run(): `script` gives what each consume returns (a callable is called
+    first: an assignment); when it runs out, a stop is requested."""
+
+    def __init__(self, process: TransferProcess | None, script: list[Any], committed: int = -1001) -> None:
+        super().__init__()
+        self.process, self.script, self.offset = process, script, committed
+        self.callbacks: dict[str, Any] = {}
+        self.closed = False
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        self.callbacks = callbacks
+
+    def consume(self, num_messages: int, timeout: float) -> list[Any]:
+        if timeout == 0:
+            return []  # the rest of a batch
+        if not self.script:
+            assert self.process is not None
+            self.process.stop_requested.set()
+            return []
+        step = self.script.pop(0)
+        if callable(step):
+            step = step(self)
+        return list(step)
+
+    def committed(self, partitions: list[Any], timeout: float) -> list[Any]:
+        from confluent_kafka import TopicPartition
+
+        return [TopicPartition(tp.topic, tp.partition, self.offset) for tp in partitions]
+
+    def assign(self, partitions: list[Any]) -> None:
+        self.assigned = partitions
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_fatal_abort_replaces_the_producer_and_the_batch_is_read_again_from_the_commit() -> None:
+    from confluent_kafka import TopicPartition
+
+    process, _, _ = fake_process()
+    requested = event("TransferRequested", T, from_account_id=SRC, to_account_id=DST, amount=500)
+    p = partition_for(T, 12)
+    message = FakeMessage("events.transfer", p, 7, requested)
+    old_producer, new_producer = FatalAbortProducer(), FakeProducer()
+    old_consumer = LoopConsumer(process, [[message]])
+
+    def assignment(consumer: LoopConsumer) -> list[Any]:
+        tps = [TopicPartition(t, p) for t in ("events.transfer", "facts")]
+        consumer.callbacks["on_assign"](consumer, tps)
+        return [message]  # read again from the committed offset (7)
+
+    new_consumer = LoopConsumer(process, [assignment], committed=7)
+    process.consumer, process.producer = old_consumer, old_producer  # type: ignore[assignment]
+    process._new_producer = lambda: new_producer  # type: ignore[assignment,method-assign,return-value]
+    process._new_consumer = lambda: new_consumer  # type: ignore[assignment,method-assign,return-value]
+    process.sagas["t-stale"] = Saga("t-stale", SRC, DST, 1, 0)  # in memory only: forgotten
+    replayed: list[str] = []
+
+    def replay(topic: str, partitions: list[Any], sagas: dict[str, Saga]) -> tuple[dict[int, int], int]:
+        replayed.append(topic)
+        return {}, 0
+
+    process._replay = replay  # type: ignore[method-assign]
+
+    process.run()  # returns on the stop the script asks for: it did not raise
+
+    assert old_producer.inits == 1 and old_producer.committed == [] and old_producer.purged == 1
+    assert old_consumer.closed  # the old member left the group
+    assert new_producer.inits == 1  # the same transactional id, initialised anew
+    assert replayed == ["events.transfer", "facts"]  # the sagas rebuilt from the log
+    assert "t-stale" not in process.sagas and T in process.sagas
+    (txn,) = new_producer.committed  # the batch, read again, decided once more and committed
+    assert [decoded(r)[1] for r in txn["records"]] == ["DebitAccount"]
+    assert txn["offsets"] == [("events.transfer", p, 8)]
+    assert new_consumer.closed and process.counters.transactions == 1
+
+
+def test_an_authorization_error_is_raised_other_consumer_errors_are_passed_over() -> None:
+    process, _, producer = fake_process()
+    down = ErrorMessage(KafkaError(KafkaError._TRANSPORT, "broker down"))
+    denied = ErrorMessage(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED, "not authorized"))
+    consumer = LoopConsumer(process, [[down], [denied]])
+    process.consumer = consumer  # type: ignore[assignment]
+    with pytest.raises(KafkaException) as raised:
+        process.run()
+    assert raised.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert consumer.closed and producer.committed == []
+
+
+def test_init_transactions_waits_out_an_outage() -> None:
+    process, _, producer = fake_process()
+    calls: list[int] = []
+
+    def init(timeout: float | None = None) -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "broker away"))
+
+    producer.init_transactions = init  # type: ignore[method-assign]
+    process.patience.stop.wait = lambda delay: False  # type: ignore[method-assign]  # no real pauses
+    process.consumer = LoopConsumer(process, [])  # type: ignore[assignment]
+    process.run()
+    assert len(calls) == 3
