@@ -96,6 +96,10 @@ class RedisServer:
         if self.pid() is not None:
             return False
         host, port = self.settings.redis_host_port
+        if self.pid_file.exists():  # ours, gone: a child it forked (an AOF rewrite) may hold the port a while
+            deadline = time.monotonic() + 30
+            while _port_open(host, port) and time.monotonic() < deadline:
+                time.sleep(0.1)
         if _port_open(host, port):
             raise StackError(f"{host}:{port} is taken by a process this stack did not start")
         binary = ensure_redis_server()
