@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 
+from schemas.compiled import Decoder, Encoder, compile_decoder, compile_encoder
 from schemas.registry import SchemaRegistry, SchemaVersion, UnknownSchema, default_registry, fingerprint_hex
 
 MAGIC = b"\xc3\x01"
@@ -67,18 +68,31 @@ SchemaLookup = Callable[[int], bool]
 
 
 class SingleObjectCodec:
-    """Writes with the newest released version of a schema; reads any known version into it."""
+    """Writes with the newest released version of a schema; reads any known version into it.
+
+    The common case runs compiled code (schemas/compiled.py): writing with the newest version, and
+    reading a frame written with the version it is read into. Everything else, and whatever the
+    compiled code declines, goes through fastavro."""
 
     def __init__(self, registry: SchemaRegistry | None = None, lookup: SchemaLookup | None = None) -> None:
         self.registry = registry or default_registry()
         self.lookup = lookup
         self.legacy_frames = 0  # frames read with the pre-fix (reversed) fingerprint order
+        self._encoders: dict[int, tuple[bytes, Encoder | None]] = {}  # fingerprint -> header, encoder
+        self._decoders: dict[int, Decoder | None] = {}  # fingerprint -> decoder of that very version
 
     def encode(self, name: str, record: dict[str, Any]) -> bytes:
         try:
             schema = self.registry.latest(name)
         except UnknownSchema as exc:
             raise EncodeError(str(exc)) from None
+        compiled = self._encoders.get(schema.fingerprint)
+        if compiled is None:
+            header = MAGIC + schema.fingerprint.to_bytes(8, "little")
+            compiled = self._encoders[schema.fingerprint] = (header, compile_encoder(schema.raw))
+        header, encoder = compiled
+        if encoder is not None and (body := encoder(record)) is not None:
+            return header + body
         return self.encode_as(schema, record)
 
     def encode_as(self, schema: SchemaVersion, record: dict[str, Any]) -> bytes:
@@ -100,6 +114,13 @@ class SingleObjectCodec:
             raise WrongMagic(f"expected marker c301, saw {data[:2].hex()}")
         writer = self._writer(data)
         reader = self.registry.latest(writer.name)
+        if writer is reader:
+            if writer.fingerprint in self._decoders:
+                decoder = self._decoders[writer.fingerprint]
+            else:
+                decoder = self._decoders[writer.fingerprint] = compile_decoder(writer.raw)
+            if decoder is not None and (fast := decoder(data, HEADER_SIZE)) is not None:
+                return Decoded(name=writer.name, writer_version=writer.version, record=fast)
         body = io.BytesIO(data)
         body.seek(HEADER_SIZE)
         try:

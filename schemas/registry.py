@@ -139,6 +139,8 @@ class SchemaRegistry:
         versions = self._versions.get(name)
         if not versions:
             raise UnknownSchema(f"no released schema is named {name!r}")
+        if versions[-1].origin == "released":  # the usual case, without a list per call
+            return versions[-1]
         released = [v for v in versions if v.origin == "released"]
         return (released or versions)[-1]
 
