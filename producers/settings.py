@@ -39,6 +39,14 @@ class ProcessorSettings(BaseSettings):
     # How long a Kafka outage is waited out (retrying with backoff) before the processor gives up
     # and exits with one log line for its supervisor to restart it.
     processor_broker_wait_s: float = 600.0
+    # Latency knobs (README, "Command side latency"). The producer's linger: records wait this
+    # long to share a request. Each batch is flushed as soon as its commands are decided, and a
+    # flush sends at once, so a longer linger costs no latency and saves requests under load.
+    processor_linger_ms: float = 100.0
+    # The consumer's fetch: the broker answers once it has fetch_min_bytes of new commands, or
+    # after fetch_wait_max_ms. 1 byte: a command is fetched as soon as it is written.
+    processor_fetch_min_bytes: int = 1
+    processor_fetch_wait_max_ms: int = 10
 
     @property
     def topics(self) -> str:
@@ -66,6 +74,13 @@ class CommandApiSettings(BaseSettings):
     command_api_max_body_bytes: int = 64 * 1024
     # The request line and headers together; larger is refused by the HTTP server (h11).
     command_api_max_header_bytes: int = 16 * 1024
+    # Latency knobs (README, "Command side latency"). The commands producer's linger: 0 sends
+    # each command at once (under load, commands still share requests while one is in flight).
+    command_api_linger_ms: float = 0.0
+    # The results consumer's fetch: the broker answers once it has this many bytes of results,
+    # or after fetch_wait_max_ms.
+    command_api_results_fetch_min_bytes: int = 1
+    command_api_results_fetch_wait_max_ms: int = 10
 
     def served_aggregates(self) -> list[str]:
         from producers.aggregates import aggregates  # the registry imports the routes, which import this

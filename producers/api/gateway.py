@@ -65,14 +65,17 @@ class CommandGateway:
             settings.kafka_bootstrap_servers,
             {"socket.nagle.disable": True, "error_cb": self.health.on_client_error},
         )
-        self.producer = producer or Producer({**base, "linger.ms": 1, "enable.idempotence": True})
+        self.producer = producer or Producer(
+            {**base, "linger.ms": settings.command_api_linger_ms, "enable.idempotence": True}
+        )
         self.consumer = consumer or Consumer(
             {
                 **base,
                 "group.id": "command-api",  # never joins: partitions are assigned by hand
                 "enable.auto.commit": False,
                 "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 10,
+                "fetch.min.bytes": settings.command_api_results_fetch_min_bytes,
+                "fetch.wait.max.ms": settings.command_api_results_fetch_wait_max_ms,
             }
         )
         self.quiet = QuietLog(log)

@@ -5,7 +5,7 @@ events' positions are known. Runs against any producer-like outbox (Kafka's, or 
 from __future__ import annotations
 
 import logging
-import uuid
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,10 +46,33 @@ from schemas.topics import commands_topic, events_topic, results_topic, snapshot
 log = logging.getLogger(__name__)
 
 
-def actor_of(msg: Inbound) -> Actor | None:
-    """The actor a command's headers name (None: a system that named none)."""
-    subject = header(msg, ACTOR_HEADER)
-    return Actor(subject, header(msg, ACTOR_OWNER_ID_HEADER) or None) if subject else None
+def _headers(msg: Inbound) -> dict[str, str]:
+    """A command's headers as text, read once (the last of a name wins, as in `header`)."""
+    return {k: v.decode(errors="replace") for k, v in msg.headers() or () if isinstance(v, bytes)}
+
+
+def _actor(headers: dict[str, str]) -> Actor | None:
+    subject = headers.get(ACTOR_HEADER)
+    return Actor(subject, headers.get(ACTOR_OWNER_ID_HEADER) or None) if subject else None
+
+
+_ids: list[str] = []
+_ids_pid = [0]  # a forked child must not hand out its parent's ids
+# The variant digit: its two high bits are RFC 4122's 10, its two low bits stay random.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID as text, as str(uuid.uuid4()) gives, without a UUID object per
+    event: the random bytes are read 256 ids at a time (uuid4 was 7% of the processor's CPU)."""
+    if not _ids or _ids_pid[0] != os.getpid():
+        _ids.clear()
+        _ids_pid[0] = os.getpid()
+        digits = os.urandom(16 * 256).hex()
+        for i in range(0, len(digits), 32):
+            h = digits[i : i + 32]
+            _ids.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}")
+    return _ids.pop()
 
 
 class Inbound(Protocol):
@@ -157,8 +180,9 @@ class SingleWriter:
         batch.next_offsets[partition] = offset + 1
         try:
             decoded = self.codec.decode(msg.value() or b"")
+            headers = _headers(msg)
             envelope, command = command_from_record(
-                self.aggregate, decoded.name, decoded.record, actor=actor_of(msg)
+                self.aggregate, decoded.name, decoded.record, actor=_actor(headers)
             )
         except (CodecError, UnknownMessageType, KeyError, TypeError) as exc:
             self._unreadable(msg, exc, batch)
@@ -169,7 +193,7 @@ class SingleWriter:
             self._forward(msg, home)
             return
         stream = self._stream(batch, partition, envelope.aggregate_id)
-        misrouted_from = header(msg, MISROUTED_FROM_HEADER)
+        misrouted_from = headers.get(MISROUTED_FROM_HEADER)
         if misrouted_from is not None:
             detail = (
                 f"sent to partition {misrouted_from}; commands of this aggregate go to partition "
@@ -240,7 +264,7 @@ class SingleWriter:
             name, record = event_to_record(
                 self.aggregate,
                 event,
-                event_id=str(uuid.uuid4()),
+                event_id=new_event_id(),
                 aggregate_id=envelope.aggregate_id,
                 version=version,
                 occurred_at=occurred_at,

@@ -131,16 +131,24 @@ class CallThread:
 
     def run(self, call: Callable[[], T], timeout_s: float) -> T:
         """The call's result or exception; TimeoutError if it has not returned in `timeout_s`."""
+        return self.submit(call)(timeout_s)
+
+    def submit(self, call: Callable[[], T]) -> Callable[[float], T]:
+        """Start the call (after those before it); the function returned waits for it as `run`."""
         box: list[tuple[bool, Any]] = []
         done = threading.Event()
         self.calls.put((call, box, done))
-        if not done.wait(timeout_s):
-            raise TimeoutError
-        ok, value = box[0]
-        if not ok:
-            raise value
-        result: T = value
-        return result
+
+        def wait(timeout_s: float) -> T:
+            if not done.wait(timeout_s):
+                raise TimeoutError
+            ok, value = box[0]
+            if not ok:
+                raise value
+            result: T = value
+            return result
+
+        return wait
 
 
 class BoundedCalls:
@@ -153,11 +161,23 @@ class BoundedCalls:
         self.thread = CallThread()
 
     def __call__(self, what: str, call: Callable[[], T]) -> T:
-        try:
-            return self.thread.run(call, self.limit_s)
-        except TimeoutError:
-            self.thread = CallThread()
-            raise Stuck(f"{what} did not return in {self.limit_s:.0f}s") from None
+        return self.start(what, call)()
+
+    def start(self, what: str, call: Callable[[], T]) -> Callable[[], T]:
+        """Start the call now, so the caller can do other work meanwhile; the function returned
+        waits for it as a call of this object does (Stuck after `limit_s`)."""
+        thread = self.thread
+        waiting = thread.submit(call)
+
+        def wait() -> T:
+            try:
+                return waiting(self.limit_s)
+            except TimeoutError:
+                if self.thread is thread:
+                    self.thread = CallThread()
+                raise Stuck(f"{what} did not return in {self.limit_s:.0f}s") from None
+
+        return wait
 
 
 @dataclass

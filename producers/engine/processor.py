@@ -9,6 +9,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import (
@@ -115,7 +116,8 @@ class CommandProcessor:
                 "session.timeout.ms": settings.processor_session_timeout_ms,
                 "heartbeat.interval.ms": max(1000, settings.processor_session_timeout_ms // 5),
                 "max.poll.interval.ms": settings.processor_max_poll_interval_ms,
-                "fetch.wait.max.ms": 10,
+                "fetch.min.bytes": settings.processor_fetch_min_bytes,
+                "fetch.wait.max.ms": settings.processor_fetch_wait_max_ms,
                 "error_cb": self._on_client_error,
             }
         )
@@ -129,7 +131,7 @@ class CommandProcessor:
                 # settles (aborts) whatever transaction it left open.
                 "transactional.id": f"{self.settings.group_id}.{self.settings.processor_instance_id}",
                 "transaction.timeout.ms": self.settings.processor_transaction_timeout_ms,
-                "linger.ms": 1,
+                "linger.ms": self.settings.processor_linger_ms,
                 "error_cb": self._on_client_error,
             }
         )
@@ -308,6 +310,9 @@ class CommandProcessor:
             for msg in messages:
                 if msg.error() is None:
                     self.writer.handle(msg, batch)
+            # The consumed offsets are known now: they go to the coordinator (two round trips) on
+            # the call thread while this one waits for the events' acks, rather than after them.
+            send_offsets = self._send_offsets(batch)
             # message.timeout.ms is the transaction timeout, so every record is acknowledged or
             # failed by then; a flush that outlasts it is a producer stuck (seen after a pause),
             # and the batch is aborted like one whose records failed.
@@ -319,17 +324,8 @@ class CommandProcessor:
             if batch.delivery_errors:
                 raise KafkaException(batch.delivery_errors[0])
             self.writer.finish(batch)
-            if batch.next_offsets:
-                offsets = [TopicPartition(self.writer.commands, p, o) for p, o in batch.next_offsets.items()]
-                group = self.consumer.consumer_group_metadata()
-                self.patience.retry(
-                    "sending the consumed offsets",
-                    lambda: self.bounded(
-                        "send_offsets_to_transaction",
-                        lambda: self.producer.send_offsets_to_transaction(offsets, group, CALL_TIMEOUT_S),
-                    ),
-                    attempts=6,  # then a new producer, which waits for Kafka as long as it takes
-                )
+            if send_offsets is not None:
+                self.patience.retry("sending the consumed offsets", send_offsets, attempts=6)
             commit = self.producer.commit_transaction
             self.patience.retry(
                 "committing",
@@ -343,6 +339,29 @@ class CommandProcessor:
             self._abort(batch, error, len(messages))
             return
         self.writer.merge(batch)  # only now: the state in memory never runs ahead of the log
+
+    def _send_offsets(self, batch: Batch) -> Callable[[], None] | None:
+        """Starts sending the batch's consumed offsets into the transaction; what it returns
+        waits for that, and sends them again when called after a failed attempt (Patience.retry
+        calls it, up to 6 times, then a new producer waits for Kafka as long as it takes)."""
+        if not batch.next_offsets:
+            return None
+        offsets = [TopicPartition(self.writer.commands, p, o) for p, o in batch.next_offsets.items()]
+        group = self.consumer.consumer_group_metadata()
+        producer = self.producer
+
+        def send() -> None:
+            producer.send_offsets_to_transaction(offsets, group, CALL_TIMEOUT_S)
+
+        started = [self.bounded.start("send_offsets_to_transaction", send)]
+
+        def attempt() -> None:
+            if started:
+                started.pop()()  # the first attempt: the one started above
+            else:
+                self.bounded("send_offsets_to_transaction", send)
+
+        return attempt
 
     def _abort(self, batch: Batch, error: KafkaError, commands: int) -> None:
         log.warning(

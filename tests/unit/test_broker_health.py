@@ -152,3 +152,34 @@ def test_a_call_blocked_for_good_is_given_up_on_and_leaves_only_its_thread() -> 
         calls.run(forever.wait, 0.2)  # as librdkafka's send_offsets_to_transaction after a restart
     assert CallThread().run(lambda: "fresh", 1.0) == "fresh"
     forever.set()
+
+
+def test_a_started_call_runs_while_the_caller_works_and_is_waited_for_as_a_bounded_call() -> None:
+    import threading
+
+    from producers.engine.kafka_errors import BoundedCalls, Stuck
+
+    bounded = BoundedCalls(0.5)
+    running = threading.Event()
+    release = threading.Event()
+
+    def call() -> str:
+        running.set()
+        release.wait(5)
+        return "sent"
+
+    wait = bounded.start("send_offsets_to_transaction", call)
+    assert running.wait(2)  # started before it is waited for
+    release.set()
+    assert wait() == "sent"
+    failing = bounded.start("send_offsets_to_transaction", lambda: int("x"))
+    with pytest.raises(ValueError):
+        failing()
+    first = bounded.thread
+    forever = threading.Event()
+    stuck = bounded.start("send_offsets_to_transaction", forever.wait)
+    with pytest.raises(Stuck):
+        stuck()
+    assert bounded.thread is not first  # the next calls get a fresh thread
+    assert bounded("commit_transaction", lambda: "committed") == "committed"
+    forever.set()

@@ -230,3 +230,13 @@ def test_a_customer_is_refused_on_an_account_it_does_not_own() -> None:
         "not_owner",
     )
     assert len(h.outbox.decoded("events.account")) == 1
+
+
+def test_event_ids_are_random_version_4_uuids_as_text() -> None:
+    from producers.engine.batch import new_event_id
+
+    ids = [new_event_id() for _ in range(1000)]  # more than one refill
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
