@@ -3,6 +3,7 @@ notifications, schema catalog) -> routes and error mapping."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from auth.settings import AuthSettings
 from auth.tokens import TokenVerifier
 from query_api import errors, operations, routes, schemas
 from query_api.errors import error_response
+from query_api.hot_path import HotAccountReads
 from query_api.metrics import MetricsMiddleware, RequestMetrics
 from query_api.notifications import ChangeNotifications, UnknownPartition
 from query_api.settings import QueryApiSettings
@@ -104,6 +106,16 @@ async def redis_adapters(settings: QueryApiSettings) -> AsyncIterator[Adapters]:
         catalog.close()
 
 
+def _freeze_start_up_objects() -> None:
+    """What start-up made lives as long as the process: out of the cyclic collector's way (once
+    per process). Else each full collection walked the ~90k objects of the app and its libraries,
+    about 65 ms each, a dozen in 30k reads under wrk: a tenth of the CPU, and p99 spikes (py-spy
+    and gc.callbacks)."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
+
+
 # Open to anyone: liveness, readiness and the event contract's schemas (public, like schemas/).
 OPEN_PATHS = ("/healthz", "/readyz", "/schemas", "/schemas/{fingerprint}")
 
@@ -126,6 +138,7 @@ def create_app(
             app.state.reader = wired.reader
             app.state.notifications = wired.notifications
             app.state.schemas = wired.schemas
+            _freeze_start_up_objects()
             yield
 
     app = FastAPI(
@@ -144,6 +157,8 @@ def create_app(
         secret.get_secret_value() if secret else None, settings.query_api_stream_token_ttl_s
     )
     app.state.stream_tokens = stream_tokens
+    # Middlewares, innermost first: the hot read inside authentication, metrics and CORS.
+    app.add_middleware(HotAccountReads)
     auth_http.install(app, verifier, OPEN_PATHS, query_tokens=stream_tokens.verify)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     if settings.cors_origins:  # outermost: a preflight is answered before anything else
