@@ -9,7 +9,7 @@ TEST_ENV := STACK_DIR=.stack/test KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 \
             REDIS_URL=redis://127.0.0.1:16379/0 COMMAND_API_PORT=18001 QUERY_API_PORT=18002 \
             PROJECTOR_METRICS_PORT=18011 GATEWAY_PORT=18000
 
-.PHONY: install run test test-faults lint unit bench stack-up stack-down stack-status topics clean
+.PHONY: install run test test-faults lint unit bench bench-quick stack-up stack-down stack-status topics clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + ")")'
@@ -36,9 +36,13 @@ test-faults: install
 	@if [ "$(FRESH)" = 1 ]; then $(TEST_ENV) $(BIN)/cqrs stack down >/dev/null && rm -rf .stack/test; fi
 	$(TEST_ENV) $(BIN)/cqrs exec -- $(BIN)/python -m pytest tests/faults $(PYTEST_ARGS)
 
-# Benchmarks on the test stack (started if needed); results in bench/results/. Needs wrk (apt).
+# Benchmarks on the test stack (started if needed): one report, bench/results/report.md (+ .json,
+# plots). bench-quick is the harness's smoke test (small sizes, about a minute; no figure to quote).
 bench: install
-	$(TEST_ENV) $(BIN)/cqrs exec -- sh -c '$(BIN)/python bench/command_ingestion.py && $(BIN)/python bench/projection.py && $(BIN)/python bench/command_http.py && $(BIN)/python bench/query_http.py && $(BIN)/python bench/rebuild.py'
+	$(TEST_ENV) $(BIN)/cqrs exec -- $(BIN)/python -m bench.report --full
+
+bench-quick: install
+	$(TEST_ENV) $(BIN)/cqrs exec -- $(BIN)/python -m bench.report --quick
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -1,24 +1,45 @@
-"""HTTP command API: POST deposits at 64 connections from wrk (a separate process): req/s, p50, p99.
+"""The command side over HTTP, and the end-to-end latency test, on one private chain of services:
+command API -> commands.<agg> -> command processor -> events.<agg> -> projector -> Redis (the
+bench's database) -> query API, each one process, on ports derived from the stack's.
 
-Usage: python bench/command_http.py [--seconds N] [--connections N]
-Starts its own command API and command processor against the configured Kafka.
-"""
+1. HTTP commands: POST /accounts/{id}/deposits from wrk (a separate process) at 64 connections and
+   at 1, beside the raw baseline `bench.bare:command_app` (encode, produce with acks=all, answer).
+2. End to end: bench/loadgen.py (separate processes) sends deposits open-loop at stepped rates and
+   measures per request the answer latency and the visible-in-view latency (an ?after= read).
+Run by bench/report.py."""
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
-from pathlib import Path
+import time
+from dataclasses import dataclass
+from typing import Any
 
 import httpx
+import redis
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import RESULTS, bearer_token, bootstrap, unique, write, wrk
-from infra.services import ServiceRunner, services
-from infra.settings import StackSettings, TopicSettings
-from infra.topics import ensure_topics
+from bench import loadgen
+from bench.common import (
+    RESULTS,
+    Figure,
+    Mode,
+    WrkRun,
+    bearer_token,
+    bootstrap,
+    kafka,
+    port,
+    redis_url,
+    service_runner,
+    unique,
+    wrk,
+)
+from infra import processes
+from infra.services import services
+from tests.support.kafka import Aggregate
 
-PORT = 18101
+DB = 14  # a database no test uses (the tests use 0, 2-4, 6, 7, 10-13)
 LUA = """
 local ids = {%s}
 local n = 0
@@ -32,61 +53,186 @@ end
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--connections", type=int, default=64)
-    args = parser.parse_args()
-    RESULTS.mkdir(exist_ok=True)
-    aggregate = unique("bench")  # private topics: the bench leaves no backlog for the real views
-    ensure_topics(TopicSettings(kafka_bootstrap_servers=bootstrap(), aggregates=aggregate))
+@dataclass
+class E2E:
+    rows: list[dict[str, Any]]  # one per rate
+    samples: dict[int, list[loadgen.Sample]]  # by rate
+
+
+def _open_accounts(base: str, token: str, count: int, within_s: float = 180) -> tuple[list[str], str]:
+    """Opens `count` accounts (retrying the first until the processor serves); their ids and the
+    position of the last."""
+    headers = {"authorization": f"Bearer {token}"}
+    ids: list[str] = []
+    position = ""
+    deadline = time.monotonic() + within_s
+    with httpx.Client(base_url=base, timeout=30, headers=headers) as client:
+        while len(ids) < count:
+            try:
+                response = client.post("/accounts", json={"owner_id": "bench", "currency": "EUR"})
+            except httpx.TimeoutException:
+                response = None
+            if response is not None and response.status_code == 201:
+                ids.append(response.json()["account_id"])
+                position = response.headers["X-Position"]
+            elif not ids and time.monotonic() < deadline:
+                time.sleep(0.5)
+            else:
+                raise RuntimeError(f"opening an account failed: {response and response.text}")
+    return ids, position
+
+
+def _visible(queries: str, token: str, account: str, position: str, within_s: float = 120) -> None:
+    """Waits until the view has applied `position` (the projector has caught up to it)."""
+    deadline = time.monotonic() + within_s
+    headers = {"authorization": f"Bearer {token}"}
+    while time.monotonic() < deadline:
+        response = httpx.get(
+            f"{queries}/accounts/{account}", params={"after": position, "wait_ms": 10000},
+            headers=headers, timeout=15,
+        )  # fmt: skip
+        if response.status_code == 200:
+            return
+    raise RuntimeError(f"the view never applied {position}")
+
+
+def _e2e_row(rate: int, seconds: float, samples: list[loadgen.Sample]) -> dict[str, Any]:
+    answered = [s.answer_ms for s in samples if s.answer_ms is not None]
+    visible = [s.visible_ms for s in samples if s.visible_ms is not None]
+    a, v = loadgen.percentiles(answered), loadgen.percentiles(visible)
+    late = loadgen.percentiles([s.late_ms for s in samples], (99,))
+    return {
+        "rate": rate,
+        "sent": len(samples),
+        "answered/s": len(answered) / seconds,
+        "answered %": 100 * len(answered) / max(1, len(samples)),
+        "visible %": 100 * len(visible) / max(1, len(samples)),
+        "answer p50 ms": a["p50"],
+        "answer p95 ms": a["p95"],
+        "answer p99 ms": a["p99"],
+        "visible p50 ms": v["p50"],
+        "visible p95 ms": v["p95"],
+        "visible p99 ms": v["p99"],
+        "client late p99 ms": late["p99"],
+    }
+
+
+def _saturated(row: dict[str, Any]) -> bool:
+    """The chain no longer keeps up: answers fall short of the rate, or deposits stop becoming
+    visible within the wait (latency alone keeps growing with the rate and is what is plotted)."""
+    return bool(row["answered/s"] < 0.9 * row["rate"] or row["answered %"] < 90 or row["visible %"] < 90)
+
+
+def run(mode: Mode) -> tuple[list[Figure], list[str], E2E]:
+    token = bearer_token()
+    aggregate = Aggregate.create(bootstrap(), unique("h"), partitions=mode.partitions)
+    raw_topic = unique("bench.rawcmd.")
+    admin = AdminClient(kafka())
+    admin.create_topics([NewTopic(raw_topic, mode.partitions, 1)])[raw_topic].result()
+    ports = {"command": port(10), "query": port(11), "projector": port(12), "bare": port(13)}
+    url = redis_url(DB)
+    redis.Redis.from_url(url).flushdb()
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap(),
-        "COMMAND_API_PORT": str(PORT),
-        "AGGREGATE": "account",
+        "REDIS_URL": url,
+        "COMMAND_API_PORT": str(ports["command"]),
         "COMMAND_API_AGGREGATES": "account",
-        "TOPIC_SUFFIX": aggregate,
-        "PROCESSOR_GROUP_ID": f"command-processor.{aggregate}",
+        "QUERY_API_PORT": str(ports["query"]),
+        "PROJECTOR_METRICS_PORT": str(ports["projector"]),
+        "PROJECTOR_LOG_LEVEL": "warn",
+        "AGGREGATE": aggregate.name,  # the projector's source; the processor's own setting wins
+        "TOPIC_SUFFIX": aggregate.name,
+        "PROCESSOR_GROUP_ID": f"command-processor.{aggregate.name}",
         "PROCESSOR_INSTANCE_ID": "bench",
     }
-    runner = ServiceRunner(StackSettings(stack_dir=Path(".stack/bench")), env=env)
-    wanted = [s for s in services(PORT, PORT + 1) if s.name in ("command-processor-account", "command-api")]
+    runner = service_runner(env)
+    names = ("query-api", "projector", "command-processor-account", "command-api")
+    chain = [s for s in services(ports["command"], ports["query"], ports["projector"]) if s.name in names]
+    bare_pid = runner.dir / "bare-command_app.pid"
+    runner.dir.mkdir(parents=True, exist_ok=True)
+    commands, queries, bare = (f"http://127.0.0.1:{ports[n]}" for n in ("command", "query", "bare"))
+    runs: dict[str, WrkRun] = {}
+    e2e = E2E([], {})
     try:
-        for service in wanted:
+        for service in chain:
             runner.start(service)
-            runner.wait_healthy(service)
-        base = f"http://127.0.0.1:{PORT}"
-        token = bearer_token()
-        with httpx.Client(base_url=base, timeout=30, headers={"authorization": f"Bearer {token}"}) as client:
-            ids = [
-                client.post("/accounts", json={"owner_id": "bench", "currency": "EUR"}).json()["account_id"]
-                for _ in range(200)
-            ]
+        processes.start_detached(
+            [sys.executable, "-m", "uvicorn", "bench.bare:command_app", "--port", str(ports["bare"]),
+             "--no-access-log", "--log-level", "warning"],
+            pid_file=bare_pid,
+            log_file=bare_pid.with_suffix(".log"),
+            markers=["bench.bare:command_app"],
+            env={**os.environ, "BENCH_TOPIC": raw_topic},
+        )  # fmt: skip
+        for service in chain:
+            runner.wait_healthy(service, timeout_s=180)
+        accounts, position = _open_accounts(commands, token, 50 if mode.quick else 200)
+        _visible(queries, token, accounts[-1], position)
         script = RESULTS / "deposits.lua"
-        script.write_text(LUA % (", ".join(f'"{i}"' for i in ids), token))
-        run = wrk(base, args.connections, args.seconds, script)
+        script.write_text(LUA % (", ".join(f'"{i}"' for i in accounts), token))
+        wrk(commands, 8, 1 if mode.quick else 3, script)  # warm-up
+        wrk(bare, 8, 1, script)
+        for connections in (64, 1):
+            runs[f"ours{connections}"] = wrk(commands, connections, mode.wrk_seconds, script)
+            runs[f"bare{connections}"] = wrk(bare, connections, mode.wrk_seconds, script)
+        # The wrk deposits are a backlog for the projector: let it catch up before timing the view.
+        last, position = _open_accounts(commands, token, 1)
+        _visible(queries, token, last[0], position, within_s=300)
+        for rate in mode.rates:
+            samples = loadgen.drive(
+                commands, queries, accounts, rate, mode.rate_seconds, 1 if rate < 500 else 2, token,
+                RESULTS / "loadgen",
+            )  # fmt: skip
+            row = _e2e_row(rate, mode.rate_seconds, samples)
+            e2e.rows.append(row)
+            e2e.samples[rate] = samples
+            print(
+                f"  e2e {rate}/s: " + ", ".join(f"{k} {v:.0f}" for k, v in row.items() if v is not None),
+                flush=True,
+            )
+            if _saturated(row):
+                break
+            time.sleep(1)  # let the queues drain between steps
     finally:
         runner.stop_all(runner.started)
-    (RESULTS / "command_http.wrk.txt").write_text(run.output)
-    write(
-        "command_http",
-        [
-            {
-                "what": "POST /accounts/{id}/deposits (command API -> Kafka -> processor -> result)",
-                "req/s": f"{run.rps:,.0f}",
-                "p50 ms": f"{run.p50_ms:.1f}",
-                "p99 ms": f"{run.p99_ms:.1f}",
-                "non-2xx": run.non_2xx,
-            },
-        ],
-        [
-            f"wrk -t2 -c{args.connections} -d{args.seconds}s in a separate process, 200 accounts, "
-            "1 uvicorn worker, "
-            "1 command processor; wrk, the API, the processor and the broker share the 2 cores",
-            "targets: >= 3k req/s, p99 <= 30 ms",
-        ],
-    )
+        processes.stop(bare_pid)
+        redis.Redis.from_url(url).flushdb()
+        admin.delete_topics([raw_topic])
+    (RESULTS / "command_http.wrk.txt").write_text("\n".join(r.output for r in runs.values()))
 
-
-if __name__ == "__main__":
-    main()
+    raw_what = "bare Starlette endpoint: encode, produce (acks=all), answer on delivery"
+    figures = []
+    for c in (64, 1):
+        ours, raw = runs[f"ours{c}"], runs[f"bare{c}"]
+        rps_target = ">= 3k req/s" if c == 64 else ""
+        p99_target = "<= 30 ms" if c == 64 else ""
+        what = raw_what
+        figures += [
+            Figure("HTTP commands", f"req/s at {c} connection(s)", ours.rps, raw.rps, what, rps_target,
+                   ours.rps >= 3000 if c == 64 else None),
+            Figure("HTTP commands", f"p50 ms at {c} connection(s)", ours.p50_ms, raw.p50_ms, what, "", None,
+                   False),
+            Figure("HTTP commands", f"p99 ms at {c} connection(s)", ours.p99_ms, raw.p99_ms, what, p99_target,
+                   ours.p99_ms <= 30 if c == 64 else None, False),
+        ]  # fmt: skip
+    # End to end: the step nearest 1k/s (the design's target rate) that was run.
+    at = min(e2e.rows, key=lambda r: abs(r["rate"] - 1000))
+    answer_what = "HTTP answer (accepted) at the same rate"
+    figures += [
+        Figure("end to end", f"visible p50 ms at {at['rate']}/s", at["visible p50 ms"], at["answer p50 ms"],
+               answer_what, "<= 10 ms at 1k/s", at["rate"] >= 1000 and at["visible p50 ms"] <= 10, False),
+        Figure("end to end", f"visible p99 ms at {at['rate']}/s", at["visible p99 ms"], at["answer p99 ms"],
+               answer_what, "<= 50 ms at 1k/s", at["rate"] >= 1000 and at["visible p99 ms"] <= 50, False),
+    ]  # fmt: skip
+    errors = {name: r.non_2xx + r.errors for name, r in runs.items()}
+    notes = [
+        f"HTTP commands: wrk -t2 -c64 and -t1 -c1, {mode.wrk_seconds}s each, {len(accounts)} accounts; one "
+        "command API worker, one processor; non-2xx or socket errors: "
+        + ", ".join(f"{n} {e}" for n, e in errors.items()),
+        f"end to end: deposits open-loop at {', '.join(str(r['rate']) for r in e2e.rows)}/s, "
+        f"{mode.rate_seconds:g}s per step, from bench/loadgen.py (aiohttp, 1 process below 500/s, 2 "
+        "above); latencies from the scheduled send; visible = an ?after=<position> read sent right after "
+        "the answer; the steps stop once fewer than 90% answer or become visible within 5 s, or the "
+        "answers fall below 0.9x the rate",
+    ]
+    return figures, notes, e2e

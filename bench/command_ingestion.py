@@ -1,29 +1,23 @@
-"""Command ingestion: commands.<agg> -> command processor -> committed events, vs a raw produce loop.
-
-Usage: python bench/command_ingestion.py [--commands N] [--accounts N]
-"""
+"""Command ingestion: commands.<agg> -> command processor -> committed events, vs a raw produce loop
+writing the same Avro events. Run by bench/report.py."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import bootstrap, unique, write
+from bench.common import RESULTS, Figure, Mode, bootstrap, cpu_seconds, kafka, unique
 from schemas.codec import SingleObjectCodec
 from schemas.keys import event_key, partition_for
 from tests.support.kafka import Aggregate, CommandSender
 
-PARTITIONS = 12
 codec = SingleObjectCodec()
 
 
@@ -45,19 +39,20 @@ def deposit_event(account: str, version: int) -> dict[str, object]:
     }
 
 
-def raw_produce(count: int, accounts: list[str]) -> float:
+def raw_produce(count: int, accounts: list[str], partitions: int) -> float:
     """The baseline: encode and produce the same events, best practice, no transactions."""
     topic = unique("bench.raw.")
-    admin = AdminClient({"bootstrap.servers": bootstrap()})
-    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result()
+    admin = AdminClient(kafka())
+    admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result()
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap(),
-            "linger.ms": 5,
-            "batch.size": 1_000_000,
-            "enable.idempotence": True,
-            "compression.type": "none",
-        }
+        kafka(
+            **{
+                "linger.ms": 5,
+                "batch.size": 1_000_000,
+                "enable.idempotence": True,
+                "compression.type": "none",
+            }
+        )
     )
     versions = dict.fromkeys(accounts, 0)
     began = time.perf_counter()
@@ -71,7 +66,7 @@ def raw_produce(count: int, accounts: list[str]) -> float:
                     topic,
                     key=event_key(account, versions[account]),
                     value=value,
-                    partition=partition_for(account, PARTITIONS),
+                    partition=partition_for(account, partitions),
                 )
                 break
             except BufferError:
@@ -83,9 +78,9 @@ def raw_produce(count: int, accounts: list[str]) -> float:
     return count / elapsed
 
 
-def ours(count: int, accounts: list[str], processors: int) -> tuple[float, float]:
+def ours(count: int, accounts: list[str], processors: int, partitions: int) -> tuple[float, float]:
     """Pre-load commands, then time the processor from its first result to its last."""
-    topics = Aggregate.create(bootstrap(), uuid.uuid4().hex[:8], partitions=PARTITIONS)
+    topics = Aggregate.create(bootstrap(), uuid.uuid4().hex[:8], partitions=partitions)
     aggregate = topics.name
     sender = CommandSender(topics)
     for account in accounts:
@@ -105,10 +100,9 @@ def ours(count: int, accounts: list[str], processors: int) -> tuple[float, float
         "TOPIC_SUFFIX": aggregate,
         "PROCESSOR_GROUP_ID": f"command-processor.{aggregate}",
     }
-    logs = Path(__file__).parent / "results"
     started = []
     for n in range(processors):
-        with open(logs / f"processor-{n}.log", "wb") as log:
+        with open(RESULTS / f"processor-{n}.log", "wb") as log:
             started.append(
                 subprocess.Popen(
                     [sys.executable, "-m", "producers.processor"],
@@ -118,8 +112,8 @@ def ours(count: int, accounts: list[str], processors: int) -> tuple[float, float
                 )
             )
     try:
-        first, last = _result_span(f"results.{aggregate}", count)
-        cpu = sum(_cpu_seconds(p.pid) for p in started)
+        first, last = _result_span(f"results.{aggregate}", count, partitions)
+        cpu = sum(cpu_seconds(p.pid) for p in started)
     finally:
         for process in started:
             process.terminate()
@@ -128,21 +122,17 @@ def ours(count: int, accounts: list[str], processors: int) -> tuple[float, float
     return count / (last - first), cpu
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _result_span(topic: str, count: int) -> tuple[float, float]:
+def _result_span(topic: str, count: int, partitions: int) -> tuple[float, float]:
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap(),
-            "group.id": unique("bench-reader-"),
-            "enable.auto.commit": False,
-            "isolation.level": "read_committed",
-        }
+        kafka(
+            **{
+                "group.id": unique("bench-reader-"),
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
     )
-    consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
     seen, first, last = 0, float("inf"), 0.0
     deadline = time.monotonic() + 600
     while seen < count:
@@ -157,40 +147,25 @@ def _result_span(topic: str, count: int) -> tuple[float, float]:
     return first, last
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--commands", type=int, default=100_000)
-    parser.add_argument("--accounts", type=int, default=1_000)
-    parser.add_argument("--processors", type=int, default=1, help="command processor processes")
-    args = parser.parse_args()
-    (Path(__file__).parent / "results").mkdir(exist_ok=True)
-    accounts = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(args.accounts)]
-    raw = raw_produce(args.commands, accounts)
-    mine, cpu = ours(args.commands, accounts, args.processors)
-    write(
-        "command_ingestion",
-        [
-            {
-                "what": "raw confluent-kafka produce loop (same Avro events)",
-                "events/s": f"{raw:,.0f}",
-                "ratio": "1.00",
-            },
-            {
-                "what": "ours: commands topic -> processor -> committed events",
-                "events/s": f"{mine:,.0f}",
-                "ratio": f"{mine / raw:.2f}",
-            },
-        ],
-        [
-            f"{args.commands:,} commands ({args.accounts:,} OpenAccount, the rest DepositMoney) over "
-            f"{PARTITIONS} partitions; {args.processors} processor process(es); timed from the first "
-            "committed result to the last "
-            f"(processor CPU {cpu:.1f}s)",
-            "same machine, same run; the broker, the bench and the processor share the 2 cores",
-            "targets: >= 0.6x raw and >= 20k events/s",
-        ],
+def run(mode: Mode, accounts_n: int = 1_000, processors: int = 1) -> tuple[list[Figure], list[str]]:
+    accounts_n = min(accounts_n, mode.commands // 10)
+    accounts = [f"bench-{uuid.uuid4().hex[:12]}" for _ in range(accounts_n)]
+    partitions = mode.partitions
+    raw = raw_produce(mode.commands, accounts, partitions)
+    mine, cpu = ours(mode.commands, accounts, processors, partitions)
+    figure = Figure(
+        "command ingestion",
+        "events/s",
+        mine,
+        raw,
+        "confluent-kafka produce loop, same Avro events, linger 5 ms, no transactions",
+        ">= 0.6x raw, >= 20k/s",
+        mine >= 0.6 * raw and mine >= 20_000,
     )
-
-
-if __name__ == "__main__":
-    main()
+    notes = [
+        f"command ingestion: {mode.commands:,} commands ({accounts_n:,} OpenAccount, the rest "
+        f"DepositMoney) over {partitions} partitions, {processors} processor process(es), timed from "
+        f"the first committed result to the last; processor CPU {cpu:.1f}s "
+        f"({cpu / mode.commands * 1e6:.0f} us per command)",
+    ]
+    return [figure], notes

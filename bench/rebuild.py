@@ -1,115 +1,87 @@
-"""Rebuild of a view from its log: `Rebuilder.rebuild` (new generation, its own consumer group,
-projector workers, atomic flip) beside a raw consume -> decode -> pipeline loop over the same log.
-
-Usage: python bench/rebuild.py [--events N] [--workers N]
-Writes N events (deposits over 1,000 accounts, transactions of 2,000) to private topics; both
-readers write into a Redis database of their own (db 8), flushed before and after.
-"""
+"""Rebuild of a view from its log: `Rebuilder.rebuild` (what `cqrs views rebuild` runs: a new
+generation, its own consumer group, catch-up workers, the atomic flip) beside a raw consume ->
+decode -> pipeline loop over the same log. Both write into the bench's Redis database (db 8),
+flushed before and after. Run by bench/report.py."""
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
-from pathlib import Path
 
 import redis
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import RESULTS, bootstrap, unique, write
-from bench.projection import raw, redis_url
+from bench.common import RESULTS, Figure, Mode, bootstrap, redis_url, unique
+from bench.projection import raw
 from stream_processors.generations import Generations
 from stream_processors.rebuild import Progress, Rebuilder
 from tests.support.kafka import Aggregate
 from tests.support.projection import EventLog, deposits
 
-PARTITIONS = 12
+DB = 8
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-    RESULTS.mkdir(exist_ok=True)
-    aggregate = Aggregate.create(bootstrap(), unique("r"), partitions=PARTITIONS)
+def run(mode: Mode, workers: int = 2) -> tuple[list[Figure], list[str]]:
+    events = mode.rebuild_events
+    aggregate = Aggregate.create(bootstrap(), unique("r"), partitions=mode.partitions)
     began = time.perf_counter()
-    EventLog(aggregate).append(deposits([f"b-{i}" for i in range(1000)], args.events), per_transaction=2000)
-    print(f"wrote {args.events:,} events in {time.perf_counter() - began:.0f}s", flush=True)
-    url = redis_url(8)
+    EventLog(aggregate).append(deposits([f"b-{i}" for i in range(1000)], events), per_transaction=2000)
+    print(f"  rebuild: wrote {events:,} events in {time.perf_counter() - began:.0f}s", flush=True)
+    url = redis_url(DB)
     client = redis.Redis.from_url(url)
     client.flushdb()
+    try:
+        raw_began = time.perf_counter()
+        raw_rate = raw(aggregate, events, url)
+        raw_seconds = time.perf_counter() - raw_began
+        client.flushdb()
 
-    raw_began = time.perf_counter()
-    raw_rate = raw(aggregate, args.events, url)
-    raw_seconds = time.perf_counter() - raw_began
-    print(f"raw: {raw_rate:,.0f} events/s", flush=True)
-    client.flushdb()
+        # The view serves generation 1 (empty); the rebuild builds generation 2 from the whole log.
+        gens = Generations(client, "accounts")
+        gens.create(1, reason="bench", targets={})
+        gens.flip(1)
+        last = [time.monotonic()]
 
-    # The view serves generation 1 (empty); the rebuild builds generation 2 from the whole log.
-    gens = Generations(client, "accounts")
-    gens.create(1, reason="bench", targets={})
-    gens.flip(1)
-    last = [time.monotonic()]
+        def report(progress: Progress) -> None:
+            if time.monotonic() - last[0] >= 10:
+                last[0] = time.monotonic()
+                print(f"  rebuild {progress.phase}: {progress.done:,}/{progress.total:,}", flush=True)
 
-    def report(progress: Progress) -> None:
-        if time.monotonic() - last[0] >= 10:
-            last[0] = time.monotonic()
-            print(
-                f"  {progress.phase}: {progress.done:,}/{progress.total:,} at {progress.events_per_s:,.0f}/s"
-            )
-
-    rebuilder = Rebuilder(
-        "accounts",
-        redis_url=url,
-        bootstrap=bootstrap(),
-        log_dir=RESULTS / "rebuild-logs",
-        source=aggregate.name,
-    )
-    result = rebuilder.rebuild(
-        workers=args.workers,
-        on_progress=report,
-        grace_s=0,
-        worker_env={"PROJECTOR_LOG_LEVEL": "warn", "REDIS_URL": url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap()},
-    )
-    keys = sum(1 for _ in client.scan_iter(match="view:accounts:g2:*", count=1000))
-    client.flushdb()
-    ours_rate = result.events_per_s
-    write(
-        "rebuild",
-        [
-            {
-                "what": "raw consume -> decode -> redis pipeline (no transactions, no checkpoints)",
-                "events": f"{args.events:,}",
-                "seconds": f"{raw_seconds:.1f}",
-                "events/s": f"{raw_rate:,.0f}",
+        rebuilder = Rebuilder(
+            "accounts",
+            redis_url=url,
+            bootstrap=bootstrap(),
+            log_dir=RESULTS / "rebuild-logs",
+            source=aggregate.name,
+        )
+        result = rebuilder.rebuild(
+            workers=workers,
+            on_progress=report,
+            grace_s=0,
+            worker_env={
+                "PROJECTOR_LOG_LEVEL": "warn",
+                "REDIS_URL": url,
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap(),
             },
-            {
-                "what": f"cqrs views rebuild ({args.workers} catch-up workers, start to flip)",
-                "events": f"{result.events:,}",
-                "seconds": f"{result.seconds:.1f}",
-                "events/s": f"{ours_rate:,.0f}",
-            },
-            {
-                "what": "ours / raw (time)",
-                "events": "",
-                "seconds": f"{result.seconds / raw_seconds:.2f}x",
-                "events/s": f"{ours_rate / raw_rate:.2f}x",
-            },
-        ],
-        [
-            f"{PARTITIONS} partitions, 1,000 accounts, events in transactions of 2,000; the new generation "
-            f"has {keys:,} keys; start to flip includes creating the group, finding the log's last events "
-            "and starting the workers",
-            f"raw: one process; ours: {args.workers} catch-up workers (a confluent-kafka loop on "
-            "assigned partitions feeding the projector's own Projector and ViewWriter: MULTI/EXEC with "
-            "checkpoints, Lua per money event); the broker and Redis share the same 2 cores",
-            "targets: <= 2x raw and <= 30 s for 1,000,000 events",
-        ],
-    )
-
-
-if __name__ == "__main__":
-    main()
+        )
+        keys = sum(1 for _ in client.scan_iter(match="view:accounts:g2:*", count=1000))
+    finally:
+        client.flushdb()
+    seconds_target = 30 * events / 1_000_000
+    figures = [
+        Figure(
+            "rebuild",
+            f"seconds for {events:,} events (start to flip)",
+            result.seconds,
+            raw_seconds,
+            "confluent-kafka consume -> decode -> redis pipeline over the same log",
+            f"<= 2x raw, <= {seconds_target:g} s",
+            result.seconds <= 2 * raw_seconds and result.seconds <= seconds_target,
+            higher_is_better=False,
+        ),
+    ]
+    notes = [
+        f"rebuild: {events:,} events, {mode.partitions} partitions, 1,000 accounts, transactions of 2,000; "
+        f"{workers} catch-up workers ({result.events_per_s:,.0f} events/s; raw {raw_rate:,.0f}/s); the "
+        f"new generation has {keys:,} keys; start to flip includes creating the group, finding the "
+        "log's end and starting the workers (the target scales 30 s per 1M events)",
+    ]
+    return figures, notes

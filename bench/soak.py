@@ -14,18 +14,43 @@ every `--every` seconds. Writes bench/results/soak.json and .md: RSS per service
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import write
+from bench.common import RESULTS
 from infra import processes
 from infra.services import ServiceRunner, services
 from infra.settings import StackSettings
 from tests.support.kafka import Aggregate, CommandSender
+
+
+def write(name: str, rows: list[dict[str, Any]], notes: list[str]) -> None:
+    """bench/results/<name>.json and .md (a markdown table)."""
+    RESULTS.mkdir(exist_ok=True)
+    meta = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+    (RESULTS / f"{name}.json").write_text(json.dumps({"meta": meta, "rows": rows, "notes": notes}, indent=2))
+    columns = list(rows[0])
+    lines = [
+        f"# {name} ({meta['when']}, {meta['cpus']} cpus)",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+    ]
+    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
+    lines += ["", *[f"- {n}" for n in notes]]
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def rss_mb(pid: int) -> float:
