@@ -39,9 +39,7 @@ def main() -> None:
     client = redis.Redis.from_url(settings.redis_url)
 
     async def take(stream: Any) -> None:
-        async for events in stream.take_events(
-            settings.projector_batch_size, within=settings.projector_batch_within_s
-        ):
+        async for events in stream.take_events(settings.projector_batch_size, within=0.02):
             await client.incrby(counter, len(events))
             await app.consumer.commit()
 

@@ -3,8 +3,8 @@ following the log until the rebuild stops it.
 
 It applies records through the same Projector and ViewWriter as the faust projector (so the same
 exactly-once effect, checkpoints and dead letters), but reads with a plain confluent-kafka
-consumer on assigned partitions: for a bounded backlog, faust's per-message machinery was 40-45 %
-of a projector's CPU (py-spy) and the largest cost of a rebuild. Workers split the partitions by
+consumer on assigned partitions, without a consumer group's rebalances and faust's services.
+Workers split the partitions by
 number (CATCH_UP_PARTITIONS), so they need no group membership; the running projectors that take
 the generation over after the flip resume after its checkpoints.
 

@@ -13,22 +13,66 @@ view's own checkpoints, and commits the group offsets that mirror what the view 
   per partition, the offset after the view's checkpoint instead, skipping the markers and
   aborted records that follow it once everything fetched is applied, so Kafka's own tools show
   the true lag (0 when caught up); and it keeps no acknowledged offsets.
+- Bulk delivery (when the view offers `batches`): each fetch of the source topic is handed over
+  whole, as aiokafka's record lists, instead of one faust Message, Event and stream step per
+  record; faust still runs the group, rebalances, flow control, commits, timers and the web
+  server. faust's per-message path cost ~70 µs of CPU per event, more than the projection itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 import aiokafka
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
 
+Fetched = Mapping[TP, Sequence[Any]]  # aiokafka ConsumerRecords (offset, value ...) by partition
+
+
+class FetchedBatches:
+    """Whole fetches of the source topic, from the consumer to the one task that applies them, in
+    the order the consumer returned them; none is ever dropped.
+
+    That order keeps each partition gap-free: a fetch starts where the one before it ended, or
+    where a seek put the consumer, and every seek goes to at most the view's checkpoint + 1 (the
+    group's offsets, then the checkpoints). So each fetch starts at or below the checkpoint + 1
+    when it is applied, also after a rebalance (the other member's writes only move the
+    checkpoint up), and the view writer skips what is at or below it. Dropping a fetch (as faust
+    does with messages fetched around a rebalance) would not be safe here: the consumer's
+    position is already past it, so a later fetch would start beyond the checkpoint."""
+
+    def __init__(self, prefetch: int) -> None:
+        self._queue: asyncio.Queue[Fetched] = asyncio.Queue(maxsize=prefetch)
+
+    async def put(self, fetched: Fetched) -> None:
+        """Waits while `prefetch` fetches are queued: the consumer then stops fetching."""
+        if fetched:
+            await self._queue.put(fetched)
+
+    async def take(self, max_records: int) -> AsyncIterator[list[Fetched]]:
+        """Yields the fetches queued (at least one, then what else is queued up to `max_records`)."""
+        queue = self._queue
+        while True:
+            taken = [await queue.get()]
+            size = _size(taken[0])
+            while size < max_records and not queue.empty():
+                taken.append(queue.get_nowait())
+                size += _size(taken[-1])
+            yield taken
+
+
+def _size(fetched: Fetched) -> int:
+    return sum(len(records) for records in fetched.values())
+
 
 class ViewOffsets(Protocol):
     """What the transport asks the projector (set as `app.view_offsets`)."""
 
     topic: str  # the source topic; other topics are left to faust
+    batches: FetchedBatches  # where the source's records go, in bulk (no agent reads the topic)
 
     async def resume_positions(self, assigned: set[TP]) -> dict[TP, int]:
         """Where to read on from after an assignment: checkpoint + 1 where there is one."""
@@ -114,6 +158,31 @@ class Consumer(driver.Consumer):
         if view is not None:
             for tp, offset in (await view.resume_positions(set(self.assignment()))).items():
                 await self.seek(tp, offset)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Any]]:
+        view = self._view
+        if view is None:
+            async for item in super().getmany(timeout):
+                yield item
+            return
+        records, active = await self._wait_next_records(timeout)
+        if records is None or self.should_stop:
+            return
+        # Everything fetched of the source goes to the projector, also around a rebalance (see
+        # FetchedBatches: what it applies after losing a partition is skipped or continues the
+        # checkpoint); other topics (none in a projector) take faust's path.
+        await view.batches.put({tp: messages for tp, messages in records.items() if tp.topic == view.topic})
+        if not self.flow_active:  # as faust's getmany: read on from the committed offsets
+            try:
+                await self.perform_seek()
+            except Exception as exc:
+                self.log.warning("exception performing seek when flow not active %r", exc)
+            return
+        to_message = self._to_message
+        for tp, messages in records.items():
+            if tp.topic != view.topic and (active is None or tp in active or tp in self._buffered_partitions):
+                for record in messages:
+                    yield tp, to_message(tp, record)
 
     def _filter_tps_with_pending_acks(self, topics: Any = None) -> Iterator[TP]:
         view = self._view
