@@ -67,13 +67,9 @@ def plots(e2e: Any, when: str) -> list[str]:
     ax.set_xlabel("deposits per second (open loop)")
     ax.set_ylabel("latency from scheduled send, ms")
     ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    ax.set_title(f"HTTP deposit: answered and visible in the view ({when})", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(RESULTS / "latency_vs_rate.png")
-    plt.close(fig)
-    names.append("latency_vs_rate.png")
+    names.append(
+        _save(fig, ax, "latency_vs_rate.png", f"HTTP deposit: answered and visible in the view ({when})")
+    )
 
     # The distribution at the highest rate that did not saturate (else the lowest).
     fine = [r for r in rows if r["answered %"] >= 90 and r["visible %"] >= 90]
@@ -89,14 +85,23 @@ def plots(e2e: Any, when: str) -> list[str]:
     ax.set_xscale("log")
     ax.set_xlabel("latency from scheduled send, ms")
     ax.set_ylabel("fraction of requests")
+    names.append(
+        _save(fig, ax, "latency_cdf.png", f"latency CDF at {rate} deposits/s ({len(samples)} requests)")
+    )
+    return names
+
+
+def _save(fig: Any, ax: Any, name: str, title: str) -> str:
+    """Grid, legend and title as every plot has them; written to RESULTS/name, and closed."""
+    import matplotlib.pyplot as plt
+
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    ax.set_title(f"latency CDF at {rate} deposits/s ({len(samples)} requests)", fontsize=9)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(RESULTS / "latency_cdf.png")
+    fig.savefig(RESULTS / name)
     plt.close(fig)
-    names.append("latency_cdf.png")
-    return names
+    return name
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -124,13 +124,8 @@ def compile_encoder(raw: dict[str, Any]) -> Encoder | None:
                 f"{pad}elif type(v) is _datetime and v.tzinfo is not None: put(_varint(_millis(v)))",
                 f"{pad}else: raise _Fallback",
             ]
-    lines += [
-        "  return b''.join(out)",
-        " except (_Fallback, KeyError, OverflowError, ValueError):",
-        "  return None",
-    ]
-    exec("\n".join(lines), namespace)  # source built above from the schema's field types
-    encoder: Encoder = namespace["encode"]
+    lines.append("  return b''.join(out)")
+    encoder: Encoder = _build(lines, namespace, "encode", "_Fallback, KeyError, OverflowError, ValueError")
     return encoder
 
 
@@ -214,12 +209,14 @@ def compile_decoder(raw: dict[str, Any]) -> Decoder | None:
                 *_read_long(pad, "n"),
                 f"{pad}record[{name!r}] = _EPOCH + _timedelta(microseconds=n * 1000)",
             ]
-    lines += [
-        "  if pos != size: return None",
-        "  return record",
-        " except (_Fallback, IndexError, ValueError, OverflowError):",
-        "  return None",
-    ]
-    exec("\n".join(lines), namespace)  # source built above from the schema's field types
-    decoder: Decoder = namespace["decode"]
+    lines += ["  if pos != size: return None", "  return record"]
+    decoder: Decoder = _build(lines, namespace, "decode", "_Fallback, IndexError, ValueError, OverflowError")
     return decoder
+
+
+def _build(lines: list[str], namespace: dict[str, Any], name: str, fallbacks: str) -> Any:
+    """Ends the function `name` whose source is `lines` (any of `fallbacks` raised: None, the caller
+    uses fastavro), runs it in `namespace` and takes the function out."""
+    lines += [f" except ({fallbacks}):", "  return None"]
+    exec("\n".join(lines), namespace)  # source built from the schema's field types
+    return namespace[name]

@@ -21,6 +21,7 @@ from faust.types import TP
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from producers.engine.kafka_errors import QuietLog
 from schemas.codec import SingleObjectCodec
 from schemas.kafka_security import KafkaSecurity
 from schemas.schema_log import codec_reading_the_log
@@ -43,31 +44,10 @@ log = logging.getLogger(__name__)
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
-class OncePer(logging.Filter):
-    """Lets one record per message template through per `seconds` (with how many were held back):
-    during a broker outage aiokafka logs each reconnection attempt, ~100 ERROR lines a second."""
-
-    def __init__(self, seconds: float = 10.0) -> None:
-        super().__init__()
-        self.seconds = seconds
-        self.seen: dict[tuple[str, str], tuple[float, int]] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        key, now = (record.name, str(record.msg)), time.monotonic()
-        last, held = self.seen.get(key, (-self.seconds, 0))
-        if now - last < self.seconds:
-            self.seen[key] = (last, held + 1)
-            return False
-        self.seen[key] = (now, 0)
-        if held:
-            record.msg = f"{record.msg} (and {held} more like it in {now - last:.0f}s)"
-        return True
-
-
 def quiet_kafka_client_retries(seconds: float = 10.0) -> None:
     import aiokafka  # noqa: F401  (its loggers exist once its modules are imported)
 
-    once = OncePer(seconds)
+    once = QuietLog(logging.getLogger("aiokafka"), every_s=seconds)
     names = [n for n in logging.root.manager.loggerDict if n == "aiokafka" or n.startswith("aiokafka.")]
     for name in names:
         logging.getLogger(name).addFilter(once)

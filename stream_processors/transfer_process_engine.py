@@ -16,7 +16,6 @@ topics up to the group's committed offsets (everything reacted to), then reads o
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -31,15 +30,9 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from producers.engine.kafka_errors import (
-    BoundedCalls,
-    Patience,
-    QuietLog,
-    Stopping,
-    Stuck,
-    error_of,
-    unrecoverable,
-)
+from producers.engine.batches import next_batch
+from producers.engine.kafka_errors import error_of, unrecoverable
+from producers.engine.transactional_loop import CALL_TIMEOUT_S, TransactionalLoop
 from schemas.codec import Codec, CodecError
 from schemas.headers import ACTOR_HEADER, ACTOR_OWNER_ID_HEADER, COMMAND_ID_HEADER
 from schemas.kafka_security import kafka_config
@@ -66,7 +59,6 @@ Headers = list[tuple[str, str | bytes | None]]
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 FACTS_RETENTION_MS = 7 * 24 * 60 * 60 * 1000  # as long as commands are kept
-CALL_TIMEOUT_S = 10.0  # one blocking transactional call; a longer outage is several calls
 
 
 class TopicLayoutError(RuntimeError):
@@ -136,7 +128,7 @@ class _Batch:
     delivery_errors: list[KafkaError] = field(default_factory=list)
 
 
-class TransferProcess:
+class TransferProcess(TransactionalLoop):
     """The process manager of transfers; `run` blocks until `stop_requested` is set."""
 
     def __init__(
@@ -149,6 +141,7 @@ class TransferProcess:
     ) -> None:
         """`clients`: a consumer, a producer and the topics' partition counts to use instead of
         real ones (unit tests pass fakes)."""
+        super().__init__(log, config.broker_wait_s)
         self.config, self.codec, self.clock = config, codec, clock
         self.policy = config.policy
         self.transfer_events = events_topic(config.transfer_topics)
@@ -160,12 +153,6 @@ class TransferProcess:
         }
         self.facts = config.facts_topic
         self.base: dict[str, Any] = kafka_config(config.bootstrap, {"socket.nagle.disable": True})
-        self.stop_requested = threading.Event()
-        self.quiet = QuietLog(log)
-        self.patience = Patience(self.quiet, self.stop_requested, config.broker_wait_s)
-        self.bounded = BoundedCalls(CALL_TIMEOUT_S + 5)  # see Stuck
-        self.abandoned: list[Producer] = []  # blocked in a call: never destroyed, only left
-        self.producers_built = 0
         if clients is not None:
             self.consumer, self.producer, self.partitions = clients
         else:
@@ -196,25 +183,9 @@ class TransferProcess:
 
     def _new_producer(self) -> Producer:
         config = self.config
-        self.producers_built += 1
-        return Producer(
-            {
-                **self.base,
-                # The same id for every producer of this instance: a new one fences the old one and
-                # settles (aborts) whatever transaction it left open.
-                "transactional.id": f"{config.group_id}.{config.instance_id}",
-                "transaction.timeout.ms": config.transaction_timeout_ms,
-                "linger.ms": 1,
-                "error_cb": self._on_client_error,
-            }
+        return self._transactional_producer(
+            self.base, f"{config.group_id}.{config.instance_id}", config.transaction_timeout_ms, linger_ms=1
         )
-
-    def _on_client_error(self, error: KafkaError) -> None:
-        """librdkafka's own reports (connection lost, all brokers down ...); it reconnects by itself."""
-        if error.fatal():
-            log.error("Kafka client fatal error: %s; the producer is replaced at its next call", error)
-        else:
-            self.quiet.warning(f"client:{error.code()}", "Kafka client: %s; it reconnects by itself", error)
 
     # -- topics --------------------------------------------------------------------------
 
@@ -412,35 +383,38 @@ class TransferProcess:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Until a stop is requested. A broker outage is waited out, an abortable transaction is
-        aborted and its batch read again, a fatal producer (or one stuck in a call) is replaced;
-        raises only what waiting cannot fix (not authorized, Kafka away for broker_wait_s): the
-        host exits."""
+    # run() is TransactionalLoop's; these are its hooks.
+
+    def _next_turn(self) -> Callable[[], None]:
+        """Every turn, its poll too, runs inside run()'s guard: a KafkaException raised in the poll
+        (an assignment's callback runs there) replaces the producer and the member."""
+        return self._turn
+
+    def _turn(self) -> None:
+        messages = self._without_client_errors(
+            next_batch(self.consumer, self.config.max_batch, self.config.poll_timeout_s)
+        )
+        now = self.clock()
+        due = self._due(now)
+        if messages or due:
+            self.process(messages, due, now)
+
+    def _close_member(self) -> None:
+        self.consumer.close()
+        log.info("transfer process stopped")
+
+    def _rejoin(self) -> None:
+        """A new group member in place of the current one, which is closed (its partitions are
+        revoked: _on_revoke forgets their sagas); the new one's assignment rebuilds the sagas from
+        the log (_on_assign)."""
+        old, self.consumer = self.consumer, self._new_consumer()
         try:
-            self._init_transactions()
-            self._subscribe()
-            while not self.stop_requested.is_set():
-                try:
-                    messages = self._next_batch()
-                    now = self.clock()
-                    due = self._due(now)
-                    if messages or due:
-                        self.process(messages, due, now)
-                except KafkaException as exc:
-                    if unrecoverable(error_of(exc)):
-                        raise
-                    self._replace_producer(exc)
-                except Stuck as exc:
-                    self.abandoned.append(self.producer)  # destroying it under a blocked call is unsafe
-                    self._replace_producer(exc)
-        except Stopping as exc:
-            log.info("stop requested while waiting for Kafka (%s)", exc)
-        finally:
-            # No transaction is open here: process() always commits or aborts before returning
-            # (or its producer is fatal, and its transaction is aborted by the broker).
-            self.consumer.close()
-            log.info("transfer process stopped")
+            old.close()
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("closing the old group member failed (%s); the group drops it after its session", exc)
+        self.sagas, self.owned = {}, set()
+        self.ready.clear()
+        self._subscribe()
 
     def _subscribe(self) -> None:
         self.consumer.subscribe(
@@ -449,13 +423,6 @@ class TransferProcess:
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
-
-    def _next_batch(self) -> list[Message]:
-        first = self.consumer.consume(1, timeout=self.config.poll_timeout_s)
-        if not first:
-            return first
-        rest = self.consumer.consume(self.config.max_batch - 1, timeout=0)
-        return self._without_client_errors(first + rest)
 
     def _without_client_errors(self, messages: list[Message]) -> list[Message]:
         """The records; a broker outage shows as non-fatal client errors (all brokers down, a
@@ -538,7 +505,7 @@ class TransferProcess:
                     attempts=6,  # then a new producer, which waits for Kafka as long as it takes
                 )
             self._maybe_crash(batch)
-            self._commit()
+            self._commit_transaction()
         except KafkaException as exc:
             error = error_of(exc)
             if (
@@ -552,95 +519,11 @@ class TransferProcess:
                 # sagas from the log; not authorized: run() raises (the process exits).
                 raise
             log.warning("transaction aborted (%s); the batch will be read again", error)
-            self._abort()
+            self._abort_transaction()
             self.counters.aborted += 1
             self._rewind(batch.first_offsets)
             return
         self._merge(batch)  # only now: the state in memory never runs ahead of the log
-
-    def _abort(self) -> None:
-        """A few tries only: an abort that does not go through (or a fatal producer) is raised, and
-        settled by a new producer, which waits for Kafka as long as it takes."""
-        abort = self.producer.abort_transaction
-        self.patience.retry(
-            "aborting the transaction",
-            lambda: self.bounded("abort_transaction", lambda: abort(CALL_TIMEOUT_S)),
-            attempts=3,
-        )
-
-    def _commit(self) -> None:
-        commit = self.producer.commit_transaction
-        self.patience.retry(
-            "committing",
-            lambda: self.bounded("commit_transaction", lambda: commit(CALL_TIMEOUT_S)),
-            attempts=6,
-        )
-
-    # -- a fatal producer ----------------------------------------------------------------
-
-    def _init_transactions(self) -> None:
-        """init_transactions, waiting for Kafka; a producer that fails for good is replaced."""
-        deadline = time.monotonic() + self.config.broker_wait_s
-        while True:
-            try:
-                init = functools.partial(self.producer.init_transactions, CALL_TIMEOUT_S)
-                self.patience.retry(
-                    "init_transactions", functools.partial(self.bounded, "init_transactions", init)
-                )
-                return
-            except (KafkaException, Stuck) as exc:
-                error = error_of(exc)
-                if unrecoverable(error) or time.monotonic() > deadline:
-                    raise
-                log.warning(
-                    "init_transactions failed (%s): building another producer, trying again", error or exc
-                )
-                if isinstance(exc, Stuck):
-                    self.abandoned.append(self.producer)
-                self._drop_producer()
-                if self.stop_requested.wait(1.0):
-                    raise Stopping("init_transactions") from exc
-
-    def _drop_producer(self) -> None:
-        """Purge what the old producer still holds and put a new one in its place."""
-        if self.producer not in self.abandoned:
-            with contextlib.suppress(KafkaException, RuntimeError):  # a fatal producer may refuse even that
-                self.producer.purge()
-        self.producer = self._new_producer()
-
-    def _replace_producer(self, cause: KafkaException | Stuck) -> None:
-        """After a fatal producer error (or an abort that does not go through): a new producer with
-        the same transactional id, which fences the old one and settles its open transaction, and
-        a new group member, which is assigned partitions afresh: from their committed offsets, with
-        the sagas rebuilt from the log (_on_assign). The sagas in memory are merged only after a
-        commit, but a commit whose answer was lost may have happened: the log says. The old member
-        is not reused (as in the command processor): while the loop waited out the outage it could
-        not serve its rebalance, and such a member was seen to time out every offset fetch."""
-        began = time.monotonic()
-        error = error_of(cause) if isinstance(cause, KafkaException) else None
-        label = "producer stuck" if isinstance(cause, Stuck) else "producer call failed for good"
-        if error is not None and error.fatal():
-            label = "fatal Kafka error"
-        log.error(
-            "%s (%s): replacing the transactional producer, then rejoining the group to start over "
-            "from the committed offsets with the sagas rebuilt from the log",
-            label,
-            error or cause,
-        )
-        self._drop_producer()
-        self._init_transactions()
-        old, self.consumer = self.consumer, self._new_consumer()
-        try:
-            old.close()  # leaves the group (its partitions are revoked: _on_revoke forgets their sagas)
-        except (KafkaException, RuntimeError) as exc:
-            log.warning("closing the old group member failed (%s); the group drops it after its session", exc)
-        self.sagas, self.owned = {}, set()
-        self.ready.clear()
-        self._subscribe()
-        log.warning(
-            "producer #%d ready in %.1fs; rejoining the group, whose assignment rebuilds the sagas",
-            self.producers_built, time.monotonic() - began,
-        )  # fmt: skip
 
     def _maybe_crash(self, batch: _Batch) -> None:
         after = self.config.exit_before_commit_after

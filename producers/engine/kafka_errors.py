@@ -70,27 +70,37 @@ def transient(error: KafkaError | None) -> bool:
 @dataclass
 class QuietLog:
     """Logs the first of a run of identical errors at once, then one summary line per `every_s`,
-    so an outage of minutes gives a handful of lines rather than thousands."""
+    so an outage of minutes gives a handful of lines rather than thousands. Our own calls say
+    `warning(key, ...)`; on another library's loggers it is a filter (logging calls `filter`),
+    keyed by logger and message template (aiokafka logs each reconnection attempt, ~100 ERROR
+    lines a second)."""
 
     logger: logging.Logger
     every_s: float = 10.0
-    _last: dict[str, float] = field(default_factory=dict)
-    _suppressed: dict[str, int] = field(default_factory=dict)
+    _last: dict[object, float] = field(default_factory=dict)
+    _suppressed: dict[object, int] = field(default_factory=dict)
 
     def warning(self, key: str, message: str, *args: object) -> None:
+        extra = self._admit(key)
+        if extra is not None:
+            self.logger.warning(message + extra, *args)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        extra = self._admit((record.name, str(record.msg)))
+        if extra:
+            record.msg = f"{record.msg}{extra}"
+        return extra is not None
+
+    def _admit(self, key: object) -> str | None:
+        """None: held back; else what to add to the message (how many were held back since)."""
         now = time.monotonic()
         last = self._last.get(key)
         if last is not None and now - last < self.every_s:
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
-            return
+            return None
         suppressed = self._suppressed.pop(key, 0)
         self._last[key] = now
-        extra = f" ({suppressed} more like it since)" if suppressed else ""
-        self.logger.warning(message + extra, *args)
-
-    def forget(self) -> None:
-        self._last.clear()
-        self._suppressed.clear()
+        return f" ({suppressed} more like it since)" if suppressed else ""
 
 
 # -- waiting Kafka out, shared by the command processors and the transfer process -----------------

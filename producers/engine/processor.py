@@ -5,9 +5,8 @@ is waited out: an aborted batch is read again, a fatal producer is replaced."""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,17 +23,9 @@ from confluent_kafka import (
 from producers.engine.aggregate import Aggregate
 from producers.engine.batch import Batch, PartitionState, SingleWriter
 from producers.engine.batches import next_batch
-from producers.engine.kafka_errors import (
-    BoundedCalls,
-    CallThread,
-    Patience,
-    QuietLog,
-    Stopping,
-    Stuck,
-    error_of,
-    unrecoverable,
-)
+from producers.engine.kafka_errors import CallThread, error_of, unrecoverable
 from producers.engine.state_loader import LoadStats, StateLoader
+from producers.engine.transactional_loop import CALL_TIMEOUT_S, TransactionalLoop
 from producers.settings import ProcessorSettings
 from schemas.codec import Codec
 from schemas.kafka_security import kafka_config
@@ -42,7 +33,6 @@ from schemas.topics import commands_topic, events_topic, results_topic, snapshot
 
 log = logging.getLogger(__name__)
 
-CALL_TIMEOUT_S = 10.0  # one blocking Kafka call; a longer outage is several calls, each logged
 REJOIN_AFTER_S = 30.0  # unassigned this long while Kafka answers: a new group member (AssignmentWatch)
 
 
@@ -83,15 +73,10 @@ class AssignmentWatch:
         return self.waited(now) > self.limit_s
 
 
-class CommandProcessor:
+class CommandProcessor(TransactionalLoop):
     def __init__(self, settings: ProcessorSettings, aggregate: Aggregate, codec: Codec) -> None:
+        super().__init__(log, settings.processor_broker_wait_s)
         self.settings, self.aggregate, self.codec = settings, aggregate, codec
-        self.stop_requested = threading.Event()
-        self.quiet = QuietLog(log)
-        self.producers_built = 0
-        self.patience = Patience(self.quiet, self.stop_requested, settings.processor_broker_wait_s)
-        self.bounded = BoundedCalls(CALL_TIMEOUT_S + 5)  # see Stuck
-        self.abandoned: list[Producer] = []  # blocked in a call: never destroyed, only left
         self.watch = AssignmentWatch(max(REJOIN_AFTER_S, 3 * settings.processor_session_timeout_ms / 1000))
         self.base = kafka_config(settings.kafka_bootstrap_servers, {"socket.nagle.disable": True})
         self.consumer = self._new_consumer()
@@ -123,17 +108,12 @@ class CommandProcessor:
         )
 
     def _new_producer(self) -> Producer:
-        self.producers_built += 1
-        return Producer(
-            {
-                **self.base,
-                # The same id for every producer of this instance: a new one fences the old one and
-                # settles (aborts) whatever transaction it left open.
-                "transactional.id": f"{self.settings.group_id}.{self.settings.processor_instance_id}",
-                "transaction.timeout.ms": self.settings.processor_transaction_timeout_ms,
-                "linger.ms": self.settings.processor_linger_ms,
-                "error_cb": self._on_client_error,
-            }
+        settings = self.settings
+        return self._transactional_producer(
+            self.base,
+            f"{settings.group_id}.{settings.processor_instance_id}",
+            settings.processor_transaction_timeout_ms,
+            linger_ms=settings.processor_linger_ms,
         )
 
     def _check_topic_layout(self) -> int:
@@ -153,15 +133,6 @@ class CommandProcessor:
     def writer_topics(self) -> list[str]:
         suffix = self.settings.topics
         return [commands_topic(suffix), events_topic(suffix), results_topic(suffix), snapshots_topic(suffix)]
-
-    # -- waiting Kafka out ---------------------------------------------------------------
-
-    def _on_client_error(self, error: KafkaError) -> None:
-        """librdkafka's own reports (connection lost, all brokers down ...); it reconnects by itself."""
-        if error.fatal():
-            log.error("Kafka client fatal error: %s; the producer is replaced at its next call", error)
-        else:
-            self.quiet.warning(f"client:{error.code()}", "Kafka client: %s; it reconnects by itself", error)
 
     # -- partition ownership -------------------------------------------------------------
 
@@ -213,33 +184,19 @@ class CommandProcessor:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def run(self) -> None:
-        """Until a stop is requested; raises only what waiting cannot fix (the caller exits)."""
-        try:
-            self._init_transactions()
-            self._subscribe()
-            while not self.stop_requested.is_set():
-                messages = self._poll()
-                if self._watch_assignment():
-                    continue  # a new member: what the old one fetched is read again by it
-                if not messages:
-                    continue
-                try:
-                    self.process(messages)
-                except KafkaException as exc:
-                    if unrecoverable(error_of(exc)):
-                        raise
-                    self._replace_producer(exc)
-                except Stuck as exc:
-                    self.abandoned.append(self.producer)  # destroying it under a blocked call is unsafe
-                    self._replace_producer(exc)
-        except Stopping as exc:
-            log.info("stop requested while waiting for Kafka (%s)", exc)
-        finally:
-            # No transaction is open here: process() always commits or aborts before returning
-            # (or its producer is fatal, and its transaction is aborted by the broker).
-            _close(self.consumer)  # leaves the group, so the partitions move at once
-            log.info("command processor of %s stopped", self.aggregate.name)
+    # run() is TransactionalLoop's; these are its hooks.
+
+    def _next_turn(self) -> Callable[[], None] | None:
+        """A batch of commands to process(); polled outside run()'s guard, so a consumer error that
+        no waiting fixes ends run()."""
+        messages = self._poll()
+        if self._watch_assignment() or not messages:
+            return None  # replaced: what the old member fetched is read again by the new one
+        return functools.partial(self.process, messages)
+
+    def _close_member(self) -> None:
+        _close(self.consumer)
+        log.info("command processor of %s stopped", self.aggregate.name)
 
     def _watch_assignment(self) -> bool:
         """Replaces the group member when it has gone without an assignment for longer than the
@@ -326,12 +283,7 @@ class CommandProcessor:
             self.writer.finish(batch)
             if send_offsets is not None:
                 self.patience.retry("sending the consumed offsets", send_offsets, attempts=6)
-            commit = self.producer.commit_transaction
-            self.patience.retry(
-                "committing",
-                lambda: self.bounded("commit_transaction", lambda: commit(CALL_TIMEOUT_S)),
-                attempts=6,
-            )
+            self._commit_transaction()
         except KafkaException as exc:
             error = error_of(exc)
             if error is None or error.fatal() or not (error.txn_requires_abort() or batch.delivery_errors):
@@ -368,14 +320,7 @@ class CommandProcessor:
             "transaction of %d commands failed (%s): aborting it and reading them again from offsets %s",
             commands, error, dict(sorted(batch.first_offsets.items())),
         )  # fmt: skip
-        # A few tries only: an abort that does not go through is settled by a new producer (which
-        # waits for Kafka as long as it takes), as for a fatal error.
-        abort = self.producer.abort_transaction
-        self.patience.retry(
-            "aborting the transaction",
-            lambda: self.bounded("abort_transaction", lambda: abort(CALL_TIMEOUT_S)),
-            attempts=3,
-        )
+        self._abort_transaction()
         self._rewind(batch.first_offsets)
 
     def _rewind(self, first_offsets: dict[int, int]) -> None:
@@ -400,53 +345,9 @@ class CommandProcessor:
 
     # -- a fatal producer ----------------------------------------------------------------
 
-    def _init_transactions(self) -> None:
-        """init_transactions, waiting for Kafka; a producer that fails for good is replaced."""
-        deadline = time.monotonic() + self.settings.processor_broker_wait_s
-        while True:
-            try:
-                self.patience.retry(
-                    "init_transactions", lambda: self.producer.init_transactions(CALL_TIMEOUT_S)
-                )
-                return
-            except KafkaException as exc:
-                error = error_of(exc)
-                if unrecoverable(error) or time.monotonic() > deadline:
-                    raise
-                log.warning("init_transactions failed (%s): building another producer, trying again", error)
-                self._drop_producer()
-                if self.stop_requested.wait(1.0):
-                    raise Stopping("init_transactions") from exc
-
     def _drop_producer(self) -> None:
-        """Purge what the old producer still holds and put a new one in its place."""
-        if self.producer not in self.abandoned:
-            with contextlib.suppress(KafkaException, RuntimeError):  # a fatal producer may refuse even that
-                self.producer.purge()
-        self.producer = self.writer.outbox = self._new_producer()
-
-    def _replace_producer(self, cause: KafkaException | Stuck) -> None:
-        """After a fatal producer error (or an abort that does not go through): a new producer with
-        the same transactional id, which fences the old one and settles its open transaction, and
-        a new group member, which is assigned partitions afresh: from their committed offsets, with
-        their state reloaded from the log (_on_assign). The state in memory is merged only after a
-        commit, but a commit whose answer was lost may have happened: the log says. The old member
-        is not reused: while the main thread waited out the outage it could not serve its
-        rebalance, and such a member was seen to time out every offset fetch afterwards."""
-        began = time.monotonic()
-        log.error(
-            "%s (%s): replacing the transactional producer, then rejoining the group to start over "
-            "from the committed offsets with the state reloaded from the log",
-            _label(cause),
-            (error_of(cause) if isinstance(cause, KafkaException) else None) or cause,
-        )
-        self._drop_producer()
-        self._init_transactions()
-        self._rejoin()
-        log.warning(
-            "producer #%d ready in %.1fs; rejoining the group, whose assignment reloads the partitions",
-            self.producers_built, time.monotonic() - began,
-        )  # fmt: skip
+        super()._drop_producer()
+        self.writer.outbox = self.producer
 
 
 def _close(consumer: Consumer) -> None:
@@ -458,10 +359,3 @@ def _close(consumer: Consumer) -> None:
         log.warning("closing the group member did not return in %.0fs; it is left to itself", CALL_TIMEOUT_S)
     except (KafkaException, RuntimeError) as exc:
         log.warning("closing the group member failed (%s); the group drops it after its session", exc)
-
-
-def _label(cause: KafkaException | Stuck) -> str:
-    if isinstance(cause, Stuck):
-        return "producer stuck"
-    error = error_of(cause)
-    return "fatal producer error" if error is not None and error.fatal() else "producer call failed for good"

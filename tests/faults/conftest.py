@@ -1,6 +1,7 @@
 """A private Kafka and Redis per fault-test package, so killing or pausing a server disturbs no other
 test: its own stack folder, its own ports (the session's + FAULTS_PORT_OFFSET, default 100), its own
-credentials. While it is up, this process acts as its operator (KAFKA_SASL_*, REDIS_URL)."""
+credentials. While it is up, this process acts as its operator (KAFKA_SASL_*, REDIS_URL).
+`started(stack_on(...))` makes one on other ports and folders (test_cluster.py: a cluster of three)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +25,8 @@ from infra.topics import ensure_topics, publish_released_schemas
 OFFSET = int(os.environ.get("FAULTS_PORT_OFFSET", "100"))
 
 
-def _port(variable: str, default: int) -> int:
-    return int(os.environ.get(variable, str(default))) + OFFSET
+def _port(variable: str, default: int, offset: int) -> int:
+    return int(os.environ.get(variable, str(default))) + offset
 
 
 @dataclass
@@ -36,7 +38,7 @@ class PrivateStack:
 
     @property
     def bootstrap(self) -> str:
-        return self.settings.kafka_bootstrap_servers
+        return self.settings.bootstrap_servers
 
     @property
     def broker(self) -> KafkaBroker:
@@ -93,38 +95,56 @@ class PrivateStack:
 
 @pytest.fixture(scope="package")
 def private_stack() -> Iterator[PrivateStack]:
+    with started(stack_on(OFFSET, "faults")) as stack:
+        yield stack
+
+
+def stack_on(offset: int, suffix: str, brokers: int = 1) -> PrivateStack:
+    """A stack on the session's ports + `offset`, in `<STACK_DIR>-<suffix>` (not started)."""
     session = StackSettings(  # the session's stack (`make test`: 19092, 16379), from the environment
         kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
         redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:16379/0"),
     )
-    kafka_port = session.kafka_host_port[1] + OFFSET
-    redis_port = session.redis_host_port[1] + OFFSET
+    kafka_port = session.kafka_host_port[1] + offset
+    redis_port = session.redis_host_port[1] + offset
     session_dir = Path(os.environ.get("STACK_DIR", ".stack/test"))
     settings = StackSettings(
-        stack_dir=Path(f"{session_dir}-faults"),
+        stack_dir=Path(f"{session_dir}-{suffix}"),
         kafka_bootstrap_servers=f"127.0.0.1:{kafka_port}",
         redis_url=f"redis://127.0.0.1:{redis_port}/0",
         kafka_controller_port=kafka_port + 1,
+        kafka_brokers=brokers,
     )
-    stack = PrivateStack(
+    return PrivateStack(
         settings,
-        command_api_port=_port("COMMAND_API_PORT", 18001),
-        query_api_port=_port("QUERY_API_PORT", 18002),
-        projector_port=_port("PROJECTOR_METRICS_PORT", 18011),
+        command_api_port=_port("COMMAND_API_PORT", 18001, offset),
+        query_api_port=_port("QUERY_API_PORT", 18002, offset),
+        projector_port=_port("PROJECTOR_METRICS_PORT", 18011, offset),
     )
+
+
+@contextmanager
+def started(stack: PrivateStack) -> Iterator[PrivateStack]:
+    """The stack up on fresh data, with the topics (4 partitions) and the schemas, this process its
+    operator; stopped after."""
+    settings = stack.settings
     with pytest.MonkeyPatch.context() as env:
         try:
             # Fresh data every run: a broker restarted on the topics of many earlier runs takes
             # longer to lead them all again, which is not what these tests measure.
             local_stack.down(settings)
             home = settings.stack_dir.resolve()
-            shutil.rmtree(home / "kafka" / "data", ignore_errors=True)
-            shutil.rmtree(home / "redis" / "appendonlydir", ignore_errors=True)
+            for folder in [*home.glob("kafka*/data"), home / "redis" / "appendonlydir"]:
+                shutil.rmtree(folder, ignore_errors=True)
             (home / "redis" / "dump.rdb").unlink(missing_ok=True)
             local_stack.up(settings)
             for name, value in stack.operator_env().items():
                 env.setenv(name, value)
-            topics = TopicSettings(kafka_bootstrap_servers=stack.bootstrap, topic_partitions=4)
+            topics = TopicSettings(
+                kafka_bootstrap_servers=stack.bootstrap,
+                kafka_brokers=settings.kafka_brokers,
+                topic_partitions=4,
+            )
             ensure_topics(topics)
             publish_released_schemas(topics)
             yield stack

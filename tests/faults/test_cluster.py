@@ -11,25 +11,21 @@ processor (it leads that partition of __transaction_state), so its transaction h
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from infra import credentials
-from infra import stack as local_stack
 from infra.kafka_broker import KafkaBroker, KafkaCluster
 from infra.services import ServiceRunner, services
 from infra.settings import StackSettings, TopicSettings
-from infra.topics import ensure_topics, publish_released_schemas
 from schemas.kafka_security import kafka_config
+from tests.faults.conftest import PrivateStack, stack_on, started
 from tests.faults.workload import Load, check, open_accounts
 from tests.support.tokens import bearer
 
@@ -46,20 +42,26 @@ WATCHED = ("commands.account", "events.account", "results.account", "__transacti
 TRANSACTION_STATE_PARTITIONS = 12  # transaction.state.log.num.partitions (infra/kafka_broker.py)
 
 
-def _port(variable: str, default: int) -> int:
-    return int(os.environ.get(variable, str(default))) + OFFSET
-
-
 @dataclass
 class Cluster:
-    settings: StackSettings
+    stack: PrivateStack
     runner: ServiceRunner
-    command_url: str
-    query_url: str
+
+    @property
+    def settings(self) -> StackSettings:
+        return self.stack.settings
 
     @property
     def bootstrap(self) -> str:
-        return self.settings.bootstrap_servers
+        return self.stack.bootstrap
+
+    @property
+    def command_url(self) -> str:
+        return f"http://127.0.0.1:{self.stack.command_api_port}"
+
+    @property
+    def query_url(self) -> str:
+        return f"http://127.0.0.1:{self.stack.query_api_port}"
 
     def broker(self, node_id: int) -> KafkaBroker:
         return KafkaBroker(self.settings, node_id)
@@ -71,70 +73,31 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    session = StackSettings(  # the session's stack (`make test`: 19092, 16379), from the environment
-        kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
-        redis_url=os.environ.get("REDIS_URL", "redis://127.0.0.1:16379/0"),
-    )
-    kafka_port, redis_port = session.kafka_host_port[1] + OFFSET, session.redis_host_port[1] + OFFSET
-    settings = StackSettings(
-        stack_dir=Path(f"{os.environ.get('STACK_DIR', '.stack/test')}-cluster"),
-        kafka_bootstrap_servers=f"127.0.0.1:{kafka_port}",
-        kafka_controller_port=kafka_port + 1,
-        redis_url=f"redis://127.0.0.1:{redis_port}/0",
-        kafka_brokers=3,
-    )
-    ports = {
-        "COMMAND_API_PORT": _port("COMMAND_API_PORT", 18001),
-        "QUERY_API_PORT": _port("QUERY_API_PORT", 18002),
-        "PROJECTOR_METRICS_PORT": _port("PROJECTOR_METRICS_PORT", 18011),
-    }
+    stack = stack_on(OFFSET, "cluster", brokers=3)
+    topics = TopicSettings(kafka_bootstrap_servers=stack.bootstrap, kafka_brokers=3)
+    assert (topics.topic_replication_factor, topics.topic_min_insync_replicas) == (3, 2)
     runner = ServiceRunner(
-        settings,
+        stack.settings,
         env={
-            "STACK_DIR": str(settings.stack_dir),
-            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            **stack.service_env(),
             "KAFKA_BROKERS": "3",
-            "REDIS_URL": settings.redis_url,
-            **{name: str(port) for name, port in ports.items()},
-            "TOPIC_PARTITIONS": "4",  # as the topics below
+            "TOPIC_PARTITIONS": "4",  # as the private stack's topics
             "PROCESSOR_INSTANCE_ID": PROCESSOR_INSTANCE,
         },
     )
-    chosen = [s for s in services(*ports.values()) if s.name in SERVICES]
-    with pytest.MonkeyPatch.context() as env:
+    ports = (stack.command_api_port, stack.query_api_port, stack.projector_port)
+    chosen = [s for s in services(*ports) if s.name in SERVICES]
+    runner.stop_all(chosen)  # left behind by an interrupted run
+    began = time.monotonic()
+    with started(stack):
+        print(f"\ncluster of 3 up with its topics in {time.monotonic() - began:.1f}s at {stack.bootstrap}")
         try:
-            runner.stop_all(chosen)  # left behind by an interrupted run
-            local_stack.down(settings)
-            home = settings.stack_dir.resolve()  # fresh data every run, as tests/faults/conftest.py
-            for folder in [*home.glob("kafka-*/data"), home / "redis" / "appendonlydir"]:
-                shutil.rmtree(folder, ignore_errors=True)
-            (home / "redis" / "dump.rdb").unlink(missing_ok=True)
-            began = time.monotonic()
-            local_stack.up(settings)
-            print(f"\ncluster of 3 up in {time.monotonic() - began:.1f}s at {settings.bootstrap_servers}")
-            passwords = credentials.ensure(settings.stack_dir)
-            operator = credentials.client_env(
-                credentials.OPERATOR, passwords[credentials.OPERATOR], settings.redis_url
-            )
-            for name, value in operator.items():
-                env.setenv(name, value)
-            topics = TopicSettings(kafka_bootstrap_servers=settings.bootstrap_servers, kafka_brokers=3,
-                                   topic_partitions=4)  # fmt: skip
-            assert (topics.topic_replication_factor, topics.topic_min_insync_replicas) == (3, 2)
-            ensure_topics(topics)
-            publish_released_schemas(topics)
             for service in chosen:
                 runner.start(service)
                 runner.wait_healthy(service, timeout_s=120)
-            yield Cluster(
-                settings,
-                runner,
-                f"http://127.0.0.1:{ports['COMMAND_API_PORT']}",
-                f"http://127.0.0.1:{ports['QUERY_API_PORT']}",
-            )
+            yield Cluster(stack, runner)
         finally:
             runner.stop_all(chosen)
-            local_stack.down(settings)
 
 
 def _java_hash(text: str) -> int:

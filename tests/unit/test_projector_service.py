@@ -10,9 +10,10 @@ import pytest
 from faust.types import TP
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from producers.engine.kafka_errors import QuietLog
 from schemas.codec import SingleObjectCodec
 from stream_processors import layout
-from stream_processors.app import Adapters, OncePer, ProjectorService
+from stream_processors.app import Adapters, ProjectorService
 from stream_processors.ops import HashSet
 from stream_processors.settings import ProjectorSettings
 from stream_processors.store import GenerationLost, ProjectedEvent
@@ -122,7 +123,7 @@ def test_the_transport_waits_for_redis_to_read_the_checkpoints_and_tolerates_unr
 
 
 def test_repeated_kafka_client_errors_are_logged_once_per_period() -> None:
-    once = OncePer(10)
+    once = QuietLog(logging.getLogger("aiokafka"), every_s=10)
     records = [logging.LogRecord("aiokafka.conn", logging.ERROR, "", 0, "Unable connect to %s", ("n1",), None)
                for _ in range(5)]  # fmt: skip
     assert [once.filter(r) for r in records] == [True, False, False, False, False]
