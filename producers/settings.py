@@ -47,6 +47,9 @@ class ProcessorSettings(BaseSettings):
     # after fetch_wait_max_ms. 1 byte: a command is fetched as soon as it is written.
     processor_fetch_min_bytes: int = 1
     processor_fetch_wait_max_ms: int = 10
+    # The transactional producer's first retry backoff (transactional_loop.RETRY_BACKOFF_MS says
+    # why it is not librdkafka's 100 ms).
+    processor_retry_backoff_ms: int = 5
 
     @property
     def topics(self) -> str:

@@ -114,6 +114,7 @@ class CommandProcessor(TransactionalLoop):
             f"{settings.group_id}.{settings.processor_instance_id}",
             settings.processor_transaction_timeout_ms,
             linger_ms=settings.processor_linger_ms,
+            retry_backoff_ms=settings.processor_retry_backoff_ms,
         )
 
     def _check_topic_layout(self) -> int:

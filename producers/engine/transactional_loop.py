@@ -24,6 +24,12 @@ from producers.engine.kafka_errors import (
 )
 
 CALL_TIMEOUT_S = 10.0  # one blocking Kafka call; a longer outage is several calls, each logged
+# librdkafka's first retry backoff (it doubles per retry, up to retry.backoff.max.ms, 1 s). The
+# broker writes a transaction's commit markers a few ms after it answers the commit, and refuses
+# the next transaction's first request (AddPartitions / AddOffsets) with CONCURRENT_TRANSACTIONS
+# meanwhile: under load nearly every transaction starts in that window, and librdkafka's default
+# of 100 ms put 100 ms on most commands for nothing.
+RETRY_BACKOFF_MS = 5
 
 
 class TransactionalLoop:
@@ -109,6 +115,7 @@ class TransactionalLoop:
         transaction_timeout_ms: int,
         *,
         linger_ms: float,
+        retry_backoff_ms: int = RETRY_BACKOFF_MS,
     ) -> Producer:
         """A transactional producer. Every producer of an instance has the same transactional
         id: a new one fences the old one and settles (aborts) whatever transaction it left open."""
@@ -119,6 +126,7 @@ class TransactionalLoop:
                 "transactional.id": transactional_id,
                 "transaction.timeout.ms": transaction_timeout_ms,
                 "linger.ms": linger_ms,
+                "retry.backoff.ms": retry_backoff_ms,
                 "error_cb": self._on_client_error,
             }
         )
