@@ -38,6 +38,7 @@ from stream_processors.store import GenerationLost, ViewStore
 from stream_processors.view_writer import ViewWriter
 from stream_processors.views.base import ViewSpec
 from stream_processors.views.registry import view_spec
+from stream_processors.worker import run_worker
 
 log = logging.getLogger(__name__)
 
@@ -327,8 +328,7 @@ def main() -> None:
         generation = _when_redis_answers(lambda: _following(settings, spec.name, source))
     app = ProjectorService(settings, spec, generation).app
     quiet_kafka_client_retries()
-    worker = faust.Worker(app, loglevel=settings.projector_log_level, quiet=True)
-    worker.execute_from_commandline()
+    run_worker(app, settings.projector_log_level)
 
 
 if __name__ == "__main__":

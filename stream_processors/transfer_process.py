@@ -65,6 +65,7 @@ from schemas.kafka_security import KafkaSecurity
 from schemas.schema_log import codec_reading_the_log
 from stream_processors.transfer_process_engine import LATENCY_BUCKETS_S, Config, Counters, TransferProcess
 from stream_processors.transfer_process_rules import Policy
+from stream_processors.worker import run_worker
 
 log = logging.getLogger(__name__)
 
@@ -283,8 +284,7 @@ def main() -> None:
     logging.basicConfig(level=settings.transfer_process_log_level.upper())
     process = TransferProcess(settings.config(), codec_reading_the_log(settings.kafka_bootstrap_servers))
     app = create_app(settings, process)
-    worker = faust.Worker(app, loglevel=settings.transfer_process_log_level, quiet=True)
-    worker.execute_from_commandline()
+    run_worker(app, settings.transfer_process_log_level)
 
 
 if __name__ == "__main__":
