@@ -9,7 +9,7 @@ TEST_ENV := STACK_DIR=.stack/test KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19092 \
             REDIS_URL=redis://127.0.0.1:16379/0 COMMAND_API_PORT=18001 QUERY_API_PORT=18002 \
             PROJECTOR_METRICS_PORT=18011 GATEWAY_PORT=18000
 
-.PHONY: install run test test-faults lint unit bench bench-quick stack-up stack-down stack-status topics clean
+.PHONY: install run test test-faults lint unit bench bench-quick bench-soak stack-up stack-down stack-status topics clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is needed (found " + sys.version.split()[0] + ")")'
@@ -43,6 +43,11 @@ bench: install
 
 bench-quick: install
 	$(TEST_ENV) $(BIN)/cqrs exec -- $(BIN)/python -m bench.report --quick
+
+# HTTP deposits at 300/s for 10 minutes through the whole chain: latency per minute, RSS, and the
+# view's balances against the deposits answered (bench/results/soak.md). SOAK_ARGS to change it.
+bench-soak: install
+	$(TEST_ENV) $(BIN)/cqrs exec -- $(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

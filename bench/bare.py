@@ -136,4 +136,10 @@ async def deposit(request: Request) -> Response:
     )
 
 
-command_app = Starlette(routes=[Route("/accounts/{id}/deposits", deposit, methods=["POST"])])
+async def healthz(_request: Request) -> Response:
+    return Response(b"ok")
+
+
+command_app = Starlette(
+    routes=[Route("/accounts/{id}/deposits", deposit, methods=["POST"]), Route("/healthz", healthz)]
+)

@@ -6,7 +6,7 @@ bench's database) -> query API, each one process, on ports derived from the stac
    at 1, beside the raw baseline `bench.bare:command_app` (encode, produce with acks=all, answer).
 2. End to end: bench/loadgen.py (separate processes) sends deposits open-loop at stepped rates and
    measures per request the answer latency and the visible-in-view latency (an ?after= read).
-Run by bench/report.py."""
+The chain is bench/chain.py. Run by bench/report.py."""
 
 from __future__ import annotations
 
@@ -16,30 +16,23 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
-import redis
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from bench import loadgen
+from bench import chain, loadgen
 from bench.common import (
     RESULTS,
     Figure,
     Mode,
     WrkRun,
     bearer_token,
-    bootstrap,
     kafka,
     port,
-    redis_url,
-    service_runner,
     unique,
+    wait_answering,
     wrk,
 )
 from infra import processes
-from infra.services import services
-from tests.support.kafka import Aggregate
 
-DB = 14  # a database no test uses (the tests use 0, 2-4, 6, 7, 10-13)
 LUA = """
 local ids = {%s}
 local n = 0
@@ -59,44 +52,7 @@ class E2E:
     samples: dict[int, list[loadgen.Sample]]  # by rate
 
 
-def _open_accounts(base: str, token: str, count: int, within_s: float = 180) -> tuple[list[str], str]:
-    """Opens `count` accounts (retrying the first until the processor serves); their ids and the
-    position of the last."""
-    headers = {"authorization": f"Bearer {token}"}
-    ids: list[str] = []
-    position = ""
-    deadline = time.monotonic() + within_s
-    with httpx.Client(base_url=base, timeout=30, headers=headers) as client:
-        while len(ids) < count:
-            try:
-                response = client.post("/accounts", json={"owner_id": "bench", "currency": "EUR"})
-            except httpx.TimeoutException:
-                response = None
-            if response is not None and response.status_code == 201:
-                ids.append(response.json()["account_id"])
-                position = response.headers["X-Position"]
-            elif not ids and time.monotonic() < deadline:
-                time.sleep(0.5)
-            else:
-                raise RuntimeError(f"opening an account failed: {response and response.text}")
-    return ids, position
-
-
-def _visible(queries: str, token: str, account: str, position: str, within_s: float = 120) -> None:
-    """Waits until the view has applied `position` (the projector has caught up to it)."""
-    deadline = time.monotonic() + within_s
-    headers = {"authorization": f"Bearer {token}"}
-    while time.monotonic() < deadline:
-        response = httpx.get(
-            f"{queries}/accounts/{account}", params={"after": position, "wait_ms": 10000},
-            headers=headers, timeout=15,
-        )  # fmt: skip
-        if response.status_code == 200:
-            return
-    raise RuntimeError(f"the view never applied {position}")
-
-
-def _e2e_row(rate: int, seconds: float, samples: list[loadgen.Sample]) -> dict[str, Any]:
+def e2e_row(rate: int, seconds: float, samples: list[loadgen.Sample]) -> dict[str, Any]:
     answered = [s.answer_ms for s in samples if s.answer_ms is not None]
     visible = [s.visible_ms for s in samples if s.visible_ms is not None]
     a, v = loadgen.percentiles(answered), loadgen.percentiles(visible)
@@ -125,65 +81,45 @@ def _saturated(row: dict[str, Any]) -> bool:
 
 def run(mode: Mode) -> tuple[list[Figure], list[str], E2E]:
     token = bearer_token()
-    aggregate = Aggregate.create(bootstrap(), unique("h"), partitions=mode.partitions)
     raw_topic = unique("bench.rawcmd.")
     admin = AdminClient(kafka())
     admin.create_topics([NewTopic(raw_topic, mode.partitions, 1)])[raw_topic].result()
-    ports = {"command": port(10), "query": port(11), "projector": port(12), "bare": port(13)}
-    url = redis_url(DB)
-    redis.Redis.from_url(url).flushdb()
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap(),
-        "REDIS_URL": url,
-        "COMMAND_API_PORT": str(ports["command"]),
-        "COMMAND_API_AGGREGATES": "account",
-        "QUERY_API_PORT": str(ports["query"]),
-        "PROJECTOR_METRICS_PORT": str(ports["projector"]),
-        "PROJECTOR_LOG_LEVEL": "warn",
-        "AGGREGATE": aggregate.name,  # the projector's source; the processor's own setting wins
-        "TOPIC_SUFFIX": aggregate.name,
-        "PROCESSOR_GROUP_ID": f"command-processor.{aggregate.name}",
-        "PROCESSOR_INSTANCE_ID": "bench",
-    }
-    runner = service_runner(env)
-    names = ("query-api", "projector", "command-processor-account", "command-api")
-    chain = [s for s in services(ports["command"], ports["query"], ports["projector"]) if s.name in names]
-    bare_pid = runner.dir / "bare-command_app.pid"
-    runner.dir.mkdir(parents=True, exist_ok=True)
-    commands, queries, bare = (f"http://127.0.0.1:{ports[n]}" for n in ("command", "query", "bare"))
+    bare_port = port(13)
+    bare = f"http://127.0.0.1:{bare_port}"
     runs: dict[str, WrkRun] = {}
     e2e = E2E([], {})
-    try:
-        for service in chain:
-            runner.start(service)
-        processes.start_detached(
-            [sys.executable, "-m", "uvicorn", "bench.bare:command_app", "--port", str(ports["bare"]),
-             "--no-access-log", "--log-level", "warning"],
-            pid_file=bare_pid,
-            log_file=bare_pid.with_suffix(".log"),
-            markers=["bench.bare:command_app"],
-            env={**os.environ, "BENCH_TOPIC": raw_topic},
-        )  # fmt: skip
-        for service in chain:
-            runner.wait_healthy(service, timeout_s=180)
-        accounts, position = _open_accounts(commands, token, 50 if mode.quick else 200)
-        _visible(queries, token, accounts[-1], position)
-        script = RESULTS / "deposits.lua"
-        script.write_text(LUA % (", ".join(f'"{i}"' for i in accounts), token))
-        wrk(commands, 8, 1 if mode.quick else 3, script)  # warm-up
-        wrk(bare, 8, 1, script)
-        for connections in (64, 1):
-            runs[f"ours{connections}"] = wrk(commands, connections, mode.wrk_seconds, script)
-            runs[f"bare{connections}"] = wrk(bare, connections, mode.wrk_seconds, script)
+    with chain.running(token, 50 if mode.quick else 200, mode.partitions) as running:
+        bare_pid = running.runner.dir / "bare-command_app.pid"
+        commands, queries, accounts = running.commands, running.queries, running.accounts
+        try:
+            processes.start_detached(
+                [sys.executable, "-m", "uvicorn", "bench.bare:command_app", "--port", str(bare_port),
+                 "--no-access-log", "--log-level", "warning"],
+                pid_file=bare_pid,
+                log_file=bare_pid.with_suffix(".log"),
+                markers=["bench.bare:command_app"],
+                env={**os.environ, "BENCH_TOPIC": raw_topic},
+            )  # fmt: skip
+            wait_answering(f"{bare}/healthz", timeout_s=60)
+            script = RESULTS / "deposits.lua"
+            script.write_text(LUA % (", ".join(f'"{i}"' for i in accounts), token))
+            wrk(commands, 8, 1 if mode.quick else 3, script)  # warm-up
+            wrk(bare, 8, 1, script)
+            for connections in (64, 1):
+                runs[f"ours{connections}"] = wrk(commands, connections, mode.wrk_seconds, script)
+                runs[f"bare{connections}"] = wrk(bare, connections, mode.wrk_seconds, script)
+        finally:
+            processes.stop(bare_pid)
+            admin.delete_topics([raw_topic])
         # The wrk deposits are a backlog for the projector: let it catch up before timing the view.
-        last, position = _open_accounts(commands, token, 1)
-        _visible(queries, token, last[0], position, within_s=300)
+        last, position = chain.open_accounts(commands, token, 1)
+        chain.wait_visible(queries, token, last[0], position, within_s=300)
         for rate in mode.rates:
             samples = loadgen.drive(
                 commands, queries, accounts, rate, mode.rate_seconds, 1 if rate < 500 else 2, token,
                 RESULTS / "loadgen",
             )  # fmt: skip
-            row = _e2e_row(rate, mode.rate_seconds, samples)
+            row = e2e_row(rate, mode.rate_seconds, samples)
             e2e.rows.append(row)
             e2e.samples[rate] = samples
             print(
@@ -193,11 +129,6 @@ def run(mode: Mode) -> tuple[list[Figure], list[str], E2E]:
             if _saturated(row):
                 break
             time.sleep(1)  # let the queues drain between steps
-    finally:
-        runner.stop_all(runner.started)
-        processes.stop(bare_pid)
-        redis.Redis.from_url(url).flushdb()
-        admin.delete_topics([raw_topic])
     (RESULTS / "command_http.wrk.txt").write_text("\n".join(r.output for r in runs.values()))
 
     raw_what = "bare Starlette endpoint: encode, produce (acks=all), answer on delivery"

@@ -86,13 +86,18 @@ async def _drive(
         return list(await asyncio.gather(*tasks))
 
 
+def start_delay_s(procs: int) -> float:
+    """How long after drive() is called the schedule starts: time for the processes to start."""
+    return 1.0 + 0.2 * procs
+
+
 def drive(
     commands: str, queries: str, accounts: list[str], rate: float, seconds: float, procs: int, token: str,
     out_dir: Path,
 ) -> list[Sample]:  # fmt: skip
     """Runs `procs` load generator processes on one schedule; their samples, by scheduled time."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    start_at = time.time() + 1.0 + 0.2 * procs  # time for the processes to start
+    start_at = time.time() + start_delay_s(procs)
     accounts_file = out_dir / "accounts.json"
     accounts_file.write_text(json.dumps(accounts))
     started = []
