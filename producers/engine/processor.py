@@ -245,8 +245,12 @@ class CommandProcessor(TransactionalLoop):
         """The next batch of commands; the consumer's own errors are logged and passed over (it
         reconnects by itself), unless no waiting can fix them."""
         commands = []
+        settings = self.settings
         for msg in next_batch(
-            self.consumer, self.settings.processor_max_batch, self.settings.processor_poll_timeout_s
+            self.consumer,
+            settings.processor_max_batch,
+            settings.processor_poll_timeout_s,
+            settings.processor_batch_gather_ms / 1000,
         ):
             error = msg.error()
             if error is None:
