@@ -34,12 +34,16 @@ _SETTLING = {
     KafkaError.COORDINATOR_NOT_AVAILABLE,
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError._TIMED_OUT,
+    # A topic created a moment ago: its leaders are not known to every part of the broker yet.
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
 }
 
 
 def retrying(call: Callable[[], T], timeout_s: float = 60) -> T:
     """Group operations fail while a fresh cluster creates __consumer_offsets or a coordinator
-    moves; those errors are retried for a while, others raised at once."""
+    moves, and offset lookups while a new topic's leaders settle; those errors are retried for a
+    while, others raised at once."""
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -126,12 +130,15 @@ class LogAdmin:
         return {p: at[p] if at[p] >= 0 else latest[p] for p in partitions}
 
     def _list_offsets(self, topic: str, partitions: list[int], spec: OffsetSpec) -> dict[int, int]:
-        futures = self.admin.list_offsets(
-            {TopicPartition(topic, p): spec for p in partitions},
-            isolation_level=IsolationLevel.READ_COMMITTED,
-            request_timeout=TIMEOUT_S,
-        )
-        return {tp.partition: future.result().offset for tp, future in futures.items()}
+        def list_offsets() -> dict[int, int]:
+            futures = self.admin.list_offsets(
+                {TopicPartition(topic, p): spec for p in partitions},
+                isolation_level=IsolationLevel.READ_COMMITTED,
+                request_timeout=TIMEOUT_S,
+            )
+            return {tp.partition: future.result().offset for tp, future in futures.items()}
+
+        return retrying(list_offsets)
 
     def set_offsets(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
         """Commits these offsets for the group; refuses while the group has live members."""
