@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import httpx
 import redis
 
-from bench.common import bootstrap, port, redis_url, service_runner, unique
+from bench.common import bootstrap, port, redis_url, service_runner, stack_settings, unique
 from infra import processes
 from infra.services import ServiceRunner, services
 from tests.support.kafka import Aggregate
@@ -33,6 +33,14 @@ class Chain:
     def pids(self) -> dict[str, int]:
         """The services' process ids, by name."""
         found = {name: processes.running_pid(self.runner.dir / f"{name}.pid") for name in NAMES}
+        return {name: pid for name, pid in found.items() if pid}
+
+    def server_pids(self) -> dict[str, int]:
+        """The stack's Kafka broker(s) and Redis, by name (those this machine runs)."""
+        stack = stack_settings().stack_dir.resolve()
+        files = {f.parent.name: f for f in sorted(stack.glob("kafka*/kafka.pid"))}
+        files["redis"] = stack / "redis" / "redis.pid"
+        found = {name: processes.running_pid(f) for name, f in files.items()}
         return {name: pid for name, pid in found.items() if pid}
 
 

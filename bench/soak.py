@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import chain, loadgen
 from bench.command_http import e2e_row
-from bench.common import RESULTS, bearer_token, machine
+from bench.common import RESULTS, bearer_token, cpu_seconds, machine
 
 TARGET_P99_MS = 50.0  # visible in the view, at 300/s, to the end (the speed issue's target)
 
@@ -67,6 +67,29 @@ class MemorySampler(threading.Thread):
         return earlier[-1] if earlier else self.samples[0][1]
 
 
+def cpu_now(pids: dict[str, int]) -> dict[str, float]:
+    found = {}
+    for name, pid in pids.items():
+        try:
+            found[name] = cpu_seconds(pid)
+        except OSError:
+            found[name] = float("nan")  # exited
+    return found
+
+
+def cpu_rows(
+    before: dict[str, float], after: dict[str, float], seconds: float, deposits: int
+) -> list[dict[str, Any]]:
+    """CPU of each process over the run: seconds, share of one core, microseconds per deposit."""
+    used = {name: after[name] - before[name] for name in before}
+    used = {name: s for name, s in sorted(used.items(), key=lambda kv: -kv[1]) if s == s}  # not NaN
+    used["all of them"] = sum(used.values())
+    return [
+        {"process": name, "CPU s": s, "cores": s / seconds, "us per deposit": 1e6 * s / max(1, deposits)}
+        for name, s in used.items()
+    ]
+
+
 def windows(samples: list[loadgen.Sample], rate: int, window_s: float, memory: MemorySampler,
             offset_s: float) -> list[dict[str, Any]]:  # fmt: skip
     """One row per window of the schedule: latencies (e2e_row's columns) and RSS at its end."""
@@ -98,6 +121,10 @@ def markdown(report: dict[str, Any]) -> str:
         "|" + "---|" * len(columns),
     ]
     lines += ["| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
+    cpu = report["cpu"]
+    lines += ["", "CPU during the run (the load generator's own processes not counted):", ""]
+    lines += ["| " + " | ".join(cpu[0]) + " |", "|" + "---|" * len(cpu[0])]
+    lines += ["| " + " | ".join(_cell(r[c]) for c in cpu[0]) + " |" for r in cpu]
     lines += ["", *[f"- {n}" for n in report["notes"]]]
     return "\n".join(lines) + "\n"
 
@@ -128,11 +155,14 @@ def main() -> None:
     with chain.running(token, args.accounts, 12) as running:
         memory = MemorySampler(running.pids(), args.every)
         memory.start()
+        measured = {**running.pids(), **running.server_pids()}
+        cpu_before = cpu_now(measured)
         began, procs = time.monotonic(), 1 if args.rate < 500 else 2
         samples = loadgen.drive(
             running.commands, running.queries, running.accounts, args.rate, args.seconds, procs, token,
             RESULTS / "soak-loadgen",
         )  # fmt: skip
+        cpu = cpu_rows(cpu_before, cpu_now(measured), time.monotonic() - began, len(samples))
         schedule_offset = loadgen.start_delay_s(procs)  # the schedule began this long after drive()
         # Everything answered is applied by now or soon: one more account, visible, settles it.
         last, position = chain.open_accounts(running.commands, token, 1)
@@ -170,6 +200,7 @@ def main() -> None:
         "seconds": args.seconds,
         "windows": rows,
         "memory": memory.samples,
+        "cpu": cpu,
         "answered": answered,
         "unanswered": unanswered,
         "balance_total": total,
