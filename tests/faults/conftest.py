@@ -41,6 +41,14 @@ class PrivateStack:
         return self.settings.bootstrap_servers
 
     @property
+    def command_url(self) -> str:
+        return f"http://127.0.0.1:{self.command_api_port}"
+
+    @property
+    def query_url(self) -> str:
+        return f"http://127.0.0.1:{self.query_api_port}"
+
+    @property
     def broker(self) -> KafkaBroker:
         return KafkaBroker(self.settings)
 

@@ -57,11 +57,11 @@ class Cluster:
 
     @property
     def command_url(self) -> str:
-        return f"http://127.0.0.1:{self.stack.command_api_port}"
+        return self.stack.command_url
 
     @property
     def query_url(self) -> str:
-        return f"http://127.0.0.1:{self.stack.query_api_port}"
+        return self.stack.query_url
 
     def broker(self, node_id: int) -> KafkaBroker:
         return KafkaBroker(self.settings, node_id)

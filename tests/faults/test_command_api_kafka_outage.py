@@ -47,9 +47,7 @@ def command_side(private_stack: PrivateStack) -> Iterator[CommandSide]:
         for service in chosen:
             runner.start(service)
             runner.wait_healthy(service)
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{private_stack.command_api_port}", timeout=20, headers=bearer()
-        ) as api:
+        with httpx.Client(base_url=private_stack.command_url, timeout=20, headers=bearer()) as api:
             yield CommandSide(runner, api, chosen)
     finally:
         runner.stop_all(runner.started)

@@ -176,7 +176,7 @@ class Flow(threading.Thread):
 class QueryApi(ChildProcess):
     def __init__(self, side: ReadSide) -> None:
         self.side, self.log, self.process = side, side.log_dir / "query-api.log", None
-        self.url = f"http://127.0.0.1:{side.stack.query_api_port}"
+        self.url = side.stack.query_url
 
     def start(self) -> QueryApi:
         env = {

@@ -61,11 +61,11 @@ class System:
 
     @property
     def command_url(self) -> str:
-        return f"http://127.0.0.1:{self.stack.command_api_port}"
+        return self.stack.command_url
 
     @property
     def query_url(self) -> str:
-        return f"http://127.0.0.1:{self.stack.query_api_port}"
+        return self.stack.query_url
 
     def env(self) -> dict[str, str]:
         return run_env(self.stack)
