@@ -112,6 +112,24 @@ def bearer_token() -> str:
     return issue(Path(public).parent / PRIVATE, "bench", list(SCOPES), ttl_s=6 * 3600)
 
 
+def number(value: float | None, digits: int = 1) -> str:
+    """A figure in a markdown table: thousands separated, `digits` decimals below 100, — for none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.{digits}f}"
+
+
+def table(rows: list[dict[str, Any]], align: str = "---") -> list[str]:
+    """A markdown table of rows with the same keys; numbers by `number`, anything else as text."""
+    columns = list(rows[0])
+
+    def cell(value: Any) -> str:
+        return number(value) if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + f"{align}|" * len(columns)]
+    return lines + ["| " + " | ".join(cell(r[c]) for c in columns) + " |" for r in rows]
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 

@@ -18,7 +18,7 @@ import time
 import traceback
 from typing import Any
 
-from bench.common import FULL, QUICK, RESULTS, Figure, Mode, machine
+from bench.common import FULL, QUICK, RESULTS, Figure, Mode, machine, number, table
 
 SECTIONS = ("ingestion", "projection", "query", "rebuild", "commands")
 
@@ -43,12 +43,6 @@ def _section(name: str, mode: Mode) -> tuple[list[Figure], list[str], Any]:
     from bench import command_http
 
     return command_http.run(mode)
-
-
-def _number(value: float | None, digits: int = 1) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.{digits}f}"
 
 
 def plots(e2e: Any, when: str) -> list[str]:
@@ -127,14 +121,12 @@ def markdown(report: dict[str, Any]) -> str:
     for f in report["figures"]:
         met = "—" if f["met"] is None else ("yes" if f["met"] else "**no**")
         lines.append(
-            f"| {f['figure']} | {f['metric']} | {_number(f['ours'])} | {_number(f['baseline'])} | "
+            f"| {f['figure']} | {f['metric']} | {number(f['ours'])} | {number(f['baseline'])} | "
             f"{f['ratio']:.2f}x | {f['target'] or '—'} | {met} | {f['baseline_what']} |"
         )
     if report["e2e"]:
-        columns = list(report["e2e"][0])
         lines += ["", "## End to end: HTTP deposit -> answered -> visible in the view (open loop)", ""]
-        lines += ["| " + " | ".join(columns) + " |", "|" + "---:|" * len(columns)]
-        lines += ["| " + " | ".join(_number(r[c]) for c in columns) + " |" for r in report["e2e"]]
+        lines += table(report["e2e"], align="---:")
         lines += [""] + [f"![{p}]({p})" for p in report["plots"]]
     lines += ["", "## Notes", "", *[f"- {n}" for n in report["notes"]]]
     if report["failures"]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from bench import chain, loadgen
 from bench.command_http import e2e_row
-from bench.common import RESULTS, bearer_token, cpu_seconds, machine
+from bench.common import RESULTS, bearer_token, cpu_seconds, machine, number, table
 
 TARGET_P99_MS = 50.0  # visible in the view, at 300/s, to the end (the speed issue's target)
 
@@ -108,8 +108,6 @@ def windows(samples: list[loadgen.Sample], rate: int, window_s: float, memory: M
 
 
 def markdown(report: dict[str, Any]) -> str:
-    rows = report["windows"]
-    columns = list(rows[0])
     lines = [
         f"# Soak: {report['rate']}/s for {report['seconds']} s ({report['when']})",
         "",
@@ -117,26 +115,18 @@ def markdown(report: dict[str, Any]) -> str:
         f"{_load(report['machine']['load_average_at_start'])} at the start, "
         f"{_load(report['load_average_at_end'])} at the end.",
         "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "---|" * len(columns),
+        *table(report["windows"]),
+        "",
+        "CPU during the run (the load generator's own processes not counted):",
+        "",
+        *table(report["cpu"]),
     ]
-    lines += ["| " + " | ".join(_cell(r[c]) for c in columns) + " |" for r in rows]
-    cpu = report["cpu"]
-    lines += ["", "CPU during the run (the load generator's own processes not counted):", ""]
-    lines += ["| " + " | ".join(cpu[0]) + " |", "|" + "---|" * len(cpu[0])]
-    lines += ["| " + " | ".join(_cell(r[c]) for c in cpu[0]) + " |" for r in cpu]
     lines += ["", *[f"- {n}" for n in report["notes"]]]
     return "\n".join(lines) + "\n"
 
 
 def _load(averages: tuple[float, ...] | list[float]) -> str:
     return " ".join(f"{a:.2f}" for a in averages)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
-    return str(value)
 
 
 def main() -> None:
@@ -186,7 +176,7 @@ def main() -> None:
         f"{len(samples)} deposits of 1 over HTTP at {args.rate}/s for {args.seconds} s, open loop from "
         f"bench/loadgen.py ({args.accounts} accounts, one process per service); latencies from the "
         "scheduled send; visible = an ?after=<position> read sent right after the answer",
-        f"last window: visible p99 {_cell(last_row['visible p99 ms'] or float('nan'))} ms against "
+        f"last window: visible p99 {number(last_row['visible p99 ms'])} ms against "
         f"the target <= {TARGET_P99_MS:.0f} ms: {'met' if held else 'NOT met'}",
         f"answered {answered}, unanswered {unanswered}; the view's balances sum to {total}: {verdict}",
         f"the run took {time.monotonic() - began:.0f} s; RSS sampled every {args.every:g} s "
