@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from producers.engine.handler import (
     handle,
     request_hash,
 )
+from producers.engine.idempotency import IdempotencyMemory
 from producers.engine.wire import (
     CHECKPOINT_PREFIX,
     UnknownMessageType,
@@ -106,7 +108,7 @@ class PartitionState:
     """What the single writer of one partition knows: streams, and the idempotency memory."""
 
     streams: dict[str, Stream] = field(default_factory=dict)
-    handled: dict[str, Outcome] = field(default_factory=dict)
+    handled: IdempotencyMemory = field(default_factory=IdempotencyMemory)
     dirty: set[str] = field(default_factory=set)  # aggregates changed since the checkpoint
     events_since_checkpoint: int = 0
 
@@ -441,10 +443,11 @@ class SingleWriter:
             state = self.owned.get(partition_for(aggregate_id, self.partitions))
             if state is not None:
                 state.streams[aggregate_id] = stream
+        now = time.time()
         for pending in batch.pending:
             state = self.owned.get(pending.partition)
             if state is not None and pending.remember:
-                state.handled[pending.command_id] = pending.outcome()
+                state.handled.remember(pending.command_id, pending.outcome(), now)
         for partition, appended in batch.appended.items():
             state = self.owned.get(partition)
             if state is None:

@@ -39,7 +39,7 @@ class Stream:
         self.version = version
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What a command did; a retry with the same command id gets exactly this again."""
 

@@ -23,6 +23,7 @@ from confluent_kafka import (
 from producers.engine.aggregate import Aggregate
 from producers.engine.batch import Batch, PartitionState, SingleWriter
 from producers.engine.batches import next_batch
+from producers.engine.idempotency import IdempotencyMemory
 from producers.engine.kafka_errors import CallThread, error_of, unrecoverable
 from producers.engine.state_loader import LoadStats, StateLoader
 from producers.engine.transactional_loop import CALL_TIMEOUT_S, TransactionalLoop
@@ -85,8 +86,15 @@ class CommandProcessor(TransactionalLoop):
         self.writer = SingleWriter(
             aggregate, codec, partitions, self.producer, settings.processor_snapshot_every, settings.topics
         )
+        # The memory limit is the processor's; one member may own every partition.
+        per_partition = max(1, settings.processor_idempotency_max_commands // partitions)
         self.loader = StateLoader(
-            settings.kafka_bootstrap_servers, settings.group_id, codec, aggregate, settings.topics
+            settings.kafka_bootstrap_servers,
+            settings.group_id,
+            codec,
+            aggregate,
+            settings.topics,
+            functools.partial(IdempotencyMemory, settings.processor_idempotency_window_s, per_partition),
         )
 
     def _new_consumer(self) -> Consumer:
@@ -164,9 +172,10 @@ class CommandProcessor(TransactionalLoop):
         self.writer.owned.update(states)
         self.watch.assigned()
         log.info(
-            "assigned partitions %s: %d snapshots, %d events, %d results loaded in %.2fs "
-            "(frames with the legacy fingerprint order read so far: %d)",
-            sorted(states), stats.snapshots, stats.events, stats.results, stats.seconds,
+            "assigned partitions %s: %d snapshots, %d events, %d results (%d outcomes remembered) "
+            "loaded in %.2fs (frames with the legacy fingerprint order read so far: %d)",
+            sorted(states), stats.snapshots, stats.events, stats.results,
+            sum(len(state.handled) for state in states.values()), stats.seconds,
             getattr(self.codec, "legacy_frames", 0),
         )  # fmt: skip
 

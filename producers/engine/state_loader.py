@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -13,6 +13,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from producers.engine.aggregate import Aggregate
 from producers.engine.batch import PartitionState
 from producers.engine.handler import NOT_OUTCOMES, Stream
+from producers.engine.idempotency import IdempotencyMemory
 from producers.engine.wire import (
     CHECKPOINT_PREFIX,
     event_from_record,
@@ -57,9 +58,16 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, within_s: float = 30) ->
 
 class StateLoader:
     def __init__(
-        self, bootstrap: str, group_id: str, codec: Codec, aggregate: Aggregate, topics: str | None = None
+        self,
+        bootstrap: str,
+        group_id: str,
+        codec: Codec,
+        aggregate: Aggregate,
+        topics: str | None = None,
+        memory: Callable[[], IdempotencyMemory] = IdempotencyMemory,
     ) -> None:
         self.bootstrap, self.group_id, self.codec, self.aggregate = bootstrap, group_id, codec, aggregate
+        self.memory = memory  # a partition's empty idempotency memory (its window and limit)
         name = topics or aggregate.name
         self.events, self.results, self.snapshots = (
             events_topic(name),
@@ -80,7 +88,7 @@ class StateLoader:
 
     def load(self, partitions: list[int]) -> tuple[dict[int, PartitionState], LoadStats]:
         began = time.monotonic()
-        states = {p: PartitionState() for p in partitions}
+        states = {p: PartitionState(handled=self.memory()) for p in partitions}
         loader = self._consumer()
         counts = {"snapshots": 0, "events": 0, "results": 0}
         try:
@@ -97,7 +105,9 @@ class StateLoader:
                     continue
                 if record["reason"] in NOT_OUTCOMES:
                     continue  # answered a delivery, not the command (a later retry is decided afresh)
-                states[msg.partition() or 0].handled[record["command_id"]] = outcome_from_result(record)
+                states[msg.partition() or 0].handled.remember(
+                    record["command_id"], outcome_from_result(record), msg.timestamp()[1] / 1000
+                )
             from_offsets: dict[int, int | None] = {p: starts.get(p) for p in partitions}
             for msg in self._read_all(loader, self.events, from_offsets):
                 counts["events"] += 1

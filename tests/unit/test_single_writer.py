@@ -10,6 +10,7 @@ from typing import Any
 
 from producers.aggregates import aggregate
 from producers.engine.batch import Batch, PartitionState, SingleWriter
+from producers.engine.idempotency import IdempotencyMemory
 from schemas.codec import SingleObjectCodec
 from schemas.keys import partition_for
 
@@ -81,10 +82,12 @@ class FakeMessage:
 
 
 class Harness:
-    def __init__(self, snapshot_every: int = 1000) -> None:
+    def __init__(self, snapshot_every: int = 1000, remembered: int = 1000) -> None:
         self.outbox = FakeOutbox()
         self.writer = SingleWriter(aggregate("account"), codec, PARTITIONS, self.outbox, snapshot_every)
-        self.writer.owned = {p: PartitionState() for p in range(PARTITIONS)}
+        self.writer.owned = {
+            p: PartitionState(handled=IdempotencyMemory(limit=remembered)) for p in range(PARTITIONS)
+        }
         self.offsets = dict.fromkeys(range(PARTITIONS), 0)
 
     def message(self, name: str, account: str, payload: dict[str, Any], *, command_id: str | None = None,
@@ -154,6 +157,28 @@ def test_a_repeated_command_replays_its_answer_and_a_reused_id_is_refused() -> N
     ]  # fmt: skip
     assert answers[0]["position"] == answers[1]["position"]
     assert len(h.outbox.decoded("events.account")) == 2  # no new event for the replay
+
+
+def test_a_retry_whose_outcome_was_forgotten_is_decided_afresh_unless_it_expects_a_version() -> None:
+    h = Harness(remembered=1)  # per partition: each command pushes the one before out
+    h.run(h.message("OpenAccount", "a1", OPEN))
+    h.run(h.message("DepositMoney", "a1", deposit(5), command_id="c1"))
+    h.run(h.message("DepositMoney", "a1", deposit(5), command_id="c2"))
+    h.run(h.message("DepositMoney", "a1", deposit(5), command_id="c2"))  # remembered: replayed
+    assert [a["version"] for a in h.results()["c2"]] == [3, 3]
+    h.run(h.message("DepositMoney", "a1", deposit(5), command_id="c1"))  # forgotten: applied again
+    assert [a["version"] for a in h.results()["c1"]] == [2, 4]
+    memory = h.writer.owned[partition_for("a1", PARTITIONS)].handled
+    assert memory.forgotten == 3 and len(memory) == 1
+
+    guarded = h.message("DepositMoney", "a1", deposit(5), command_id="c3")
+    guarded.v = codec.encode("DepositMoney", codec.decode(guarded.v or b"").record | {"expected_version": 4})
+    h.run(guarded)
+    h.run(h.message("DepositMoney", "a1", deposit(5), command_id="c4"))  # c3 forgotten
+    h.run(h.raw(guarded.v, "a1", "c3"))  # the late retry: refused, not applied twice
+    answers = [(a["status"], a["version"], a["reason"]) for a in h.results()["c3"]]
+    assert answers == [("ACCEPTED", 5, None), ("REJECTED", 6, "version_mismatch")]
+    assert len(h.outbox.decoded("events.account")) == 6
 
 
 def test_the_same_id_twice_in_one_batch_has_one_effect_and_one_answer_each() -> None:

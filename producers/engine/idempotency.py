@@ -1,0 +1,55 @@
+"""The single writer's memory of handled commands, per partition: a retry with the same command id
+gets the first outcome. Bounded: the results topic (its retention is the window) is the whole
+idempotency log, and a processor at a sustained rate would otherwise hold a day of outcomes."""
+
+from __future__ import annotations
+
+from producers.engine.handler import Outcome
+from schemas.topics import DAY_MS
+
+WINDOW_S = DAY_MS / 1000  # the results topic's retention: what a restart reloads
+# Per partition: the processor's default (processor_idempotency_max_commands) over 12 partitions.
+LIMIT = 200_000 // 12
+
+
+class IdempotencyMemory:
+    """Outcomes by command id, oldest first; entries older than `window_s` (by the results'
+    timestamps) are forgotten, and so is the oldest once more than `limit` are held."""
+
+    __slots__ = ("_outcomes", "forgotten", "limit", "window_s")
+
+    def __init__(self, window_s: float = WINDOW_S, limit: int = LIMIT) -> None:
+        if limit < 1:
+            raise ValueError(f"an idempotency memory holds at least one outcome (limit={limit})")
+        self.window_s, self.limit = window_s, limit
+        self.forgotten = 0  # outcomes dropped by the limit before the window ended
+        self._outcomes: dict[str, tuple[float, Outcome]] = {}
+
+    def get(self, command_id: str) -> Outcome | None:
+        held = self._outcomes.get(command_id)
+        return held[1] if held is not None else None
+
+    def remember(self, command_id: str, outcome: Outcome, at: float) -> None:
+        """`at`: the result's time in seconds since the epoch (the record's timestamp)."""
+        self._outcomes.pop(command_id, None)  # re-remembered: it moves to the newest end
+        self._outcomes[command_id] = (at, outcome)
+        outcomes = self._outcomes
+        while len(outcomes) > self.limit:
+            del outcomes[next(iter(outcomes))]
+            self.forgotten += 1
+        self.expire(at)
+
+    def expire(self, now: float) -> None:
+        """Forgets the outcomes whose window has passed by `now`."""
+        outcomes, oldest_kept = self._outcomes, now - self.window_s
+        while outcomes:
+            command_id = next(iter(outcomes))
+            if outcomes[command_id][0] >= oldest_kept:
+                return
+            del outcomes[command_id]
+
+    def __len__(self) -> int:
+        return len(self._outcomes)
+
+    def __contains__(self, command_id: object) -> bool:
+        return command_id in self._outcomes
