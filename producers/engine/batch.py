@@ -59,7 +59,7 @@ def _actor(headers: dict[str, str]) -> Actor | None:
 
 
 _ids: list[str] = []
-_ids_pid = [0]  # a forked child must not hand out its parent's ids
+os.register_at_fork(after_in_child=_ids.clear)  # a forked child must not hand out its parent's ids
 # The variant digit: its two high bits are RFC 4122's 10, its two low bits stay random.
 _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
@@ -67,9 +67,7 @@ _VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 def new_event_id() -> str:
     """A random (version 4) UUID as text, as str(uuid.uuid4()) gives, without a UUID object per
     event: the random bytes are read 256 ids at a time (uuid4 was 7% of the processor's CPU)."""
-    if not _ids or _ids_pid[0] != os.getpid():
-        _ids.clear()
-        _ids_pid[0] = os.getpid()
+    if not _ids:
         digits = os.urandom(16 * 256).hex()
         for i in range(0, len(digits), 32):
             h = digits[i : i + 32]

@@ -3,6 +3,7 @@ producer (it hands out offsets at flush, as the broker's acks do) and fake messa
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -265,3 +266,16 @@ def test_event_ids_are_random_version_4_uuids_as_text() -> None:
     for text in ids:
         parsed = uuid.UUID(text)
         assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_forked_child_does_not_hand_out_its_parents_pooled_ids() -> None:
+    from producers.engine.batch import new_event_id
+
+    new_event_id()  # the pool is filled: the next ids are known to this process
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read, 64).decode() != new_event_id()
