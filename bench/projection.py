@@ -74,50 +74,63 @@ def raw(aggregate: Aggregate, total: int, url: str) -> float:
 
 
 def _timed(
-    module: str, env: dict[str, str], progress: Callable[[], int], end: int, log: str
+    module: str, envs: list[dict[str, str]], progress: Callable[[], int], end: int, log: str
 ) -> tuple[float, float]:
-    """Starts `python -m module`, times its progress from the first step to `end`: (per s, CPU s)."""
-    with open(RESULTS / log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", module], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+    """Starts `python -m module` once per env, times their progress from the first step to `end`:
+    (per s, CPU s of them all)."""
+    processes = []
+    for n, env in enumerate(envs):
+        with open(RESULTS / log.format(n=n), "wb") as out:
+            command = [sys.executable, "-m", module]
+            processes.append(subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT))
+
+    def exited() -> bool:
+        return any(process.poll() is not None for process in processes)
+
     try:
         deadline = time.monotonic() + 300
         while progress() == 0:
-            if process.poll() is not None or time.monotonic() > deadline:
+            if exited() or time.monotonic() > deadline:
                 raise RuntimeError(f"{module} made no progress; see {RESULTS / log}")
             time.sleep(0.01)
         began, start = time.perf_counter(), progress()
         while progress() < end:
-            if process.poll() is not None or time.monotonic() > deadline:
+            if exited() or time.monotonic() > deadline:
                 raise RuntimeError(f"{module} stopped at {progress()} of {end}; see {RESULTS / log}")
             time.sleep(0.01)
         elapsed = time.perf_counter() - began
-        cpu = cpu_seconds(process.pid)
+        cpu = sum(cpu_seconds(process.pid) for process in processes)
     finally:
-        process.terminate()
-        process.wait(60)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(60)
     return (end - start) / elapsed, cpu
 
 
-def ours(aggregate: Aggregate, total: int, url: str, ends: dict[int, int]) -> tuple[float, float]:
+def ours(
+    aggregate: Aggregate, total: int, url: str, ends: dict[int, int], workers: int = 1, generation: int = 1
+) -> tuple[float, float]:
+    """`workers` projector processes in one consumer group (this generation's), over the partitions."""
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap(),
         "AGGREGATE": aggregate.name,
         "REDIS_URL": url,
-        "PROJECTOR_GENERATION": "1",
+        "PROJECTOR_GENERATION": str(generation),
         "PROJECTOR_LOG_LEVEL": "warn",
-        "PROJECTOR_METRICS_PORT": str(free_port()),
     }
+    envs = [{**env, "PROJECTOR_METRICS_PORT": str(free_port())} for _ in range(workers)]
     client = redis.Redis.from_url(url)
 
     def progress() -> int:
-        done = {int(k): int(v) for k, v in client.hgetall("view:accounts:g1:checkpoints").items()}
+        checkpoints = client.hgetall(f"view:accounts:g{generation}:checkpoints")
+        done = {int(k): int(v) for k, v in checkpoints.items()}
         return sum(min(done.get(p, -1), o) + 1 for p, o in ends.items())
 
     end_total = sum(o + 1 for o in ends.values())  # offsets include the transaction markers
-    rate, cpu = _timed("stream_processors.app", env, progress, end_total, "projector.log")
+    log = "projector.log" if workers == 1 else f"projector-g{generation}-{{n}}.log"
+    rate, cpu = _timed("stream_processors.app", envs, progress, end_total, log)
     return rate * total / end_total, cpu  # offsets per second -> events per second
 
 
@@ -132,7 +145,7 @@ def ceiling(aggregate: Aggregate, total: int, url: str) -> tuple[float, float]:
     }
     client = redis.Redis.from_url(url)
     return _timed(
-        "bench.faust_ceiling", env, lambda: int(client.get(counter) or 0), total, "faust-ceiling.log"
+        "bench.faust_ceiling", [env], lambda: int(client.get(counter) or 0), total, "faust-ceiling.log"
     )
 
 
@@ -147,6 +160,10 @@ def run(mode: Mode) -> tuple[list[Figure], list[str]]:
         baseline = raw(aggregate, mode.events, url)
         top, top_cpu = ceiling(aggregate, mode.events, url)
         mine, cpu = ours(aggregate, mode.events, url, ends)
+        # The same log again, into a new generation each time, by 2 and 4 workers in one group.
+        scaling = {1: mine}
+        for generation, workers in enumerate(() if mode.quick else (2, 4), start=2):
+            scaling[workers] = ours(aggregate, mode.events, url, ends, workers, generation)[0]
     finally:
         client.flushdb()
     figures = [
@@ -175,5 +192,9 @@ def run(mode: Mode) -> tuple[list[Figure], list[str]]:
         "its last; "
         f"CPU: ours {cpu:.1f}s ({cpu / mode.events * 1e6:.0f} us per event), faust ceiling "
         f"{top_cpu:.1f}s ({top_cpu / mode.events * 1e6:.0f} us per event)",
+        "live projection by 1, 2 and 4 projector processes in one group over the same partitions "
+        "(a new generation each): "
+        + ", ".join(f"{n}: {rate:,.0f} events/s ({rate / mine:.2f}x)" for n, rate in scaling.items())
+        + f" on {os.cpu_count()} cores, beside the broker and Redis",
     ]
     return figures, notes
