@@ -4,6 +4,8 @@ idempotency log, and a processor at a sustained rate would otherwise hold a day 
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from producers.engine.handler import Outcome
 from schemas.topics import DAY_MS
 
@@ -23,7 +25,9 @@ class IdempotencyMemory:
             raise ValueError(f"an idempotency memory holds at least one outcome (limit={limit})")
         self.window_s, self.limit = window_s, limit
         self.forgotten = 0  # outcomes dropped by the limit before the window ended
-        self._outcomes: dict[str, tuple[float, Outcome]] = {}
+        # Ordered oldest first. An OrderedDict, not a dict: a dict emptied from the front is
+        # rescanned past its deleted slots on every next(iter()), 20-28 us per remember at the limit.
+        self._outcomes: OrderedDict[str, tuple[float, Outcome]] = OrderedDict()
 
     def get(self, command_id: str) -> Outcome | None:
         held = self._outcomes.get(command_id)
@@ -31,11 +35,11 @@ class IdempotencyMemory:
 
     def remember(self, command_id: str, outcome: Outcome, at: float) -> None:
         """`at`: the result's time in seconds since the epoch (the record's timestamp)."""
-        self._outcomes.pop(command_id, None)  # re-remembered: it moves to the newest end
-        self._outcomes[command_id] = (at, outcome)
         outcomes = self._outcomes
+        outcomes[command_id] = (at, outcome)
+        outcomes.move_to_end(command_id)  # re-remembered: it moves to the newest end
         while len(outcomes) > self.limit:
-            del outcomes[next(iter(outcomes))]
+            outcomes.popitem(last=False)
             self.forgotten += 1
         self.expire(at)
 
@@ -46,7 +50,7 @@ class IdempotencyMemory:
             command_id = next(iter(outcomes))
             if outcomes[command_id][0] >= oldest_kept:
                 return
-            del outcomes[command_id]
+            outcomes.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self._outcomes)
