@@ -4,10 +4,13 @@ idempotency log, and a processor at a sustained rate would otherwise hold a day 
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 
 from producers.engine.handler import Outcome
 from schemas.topics import DAY_MS
+
+log = logging.getLogger(__name__)
 
 WINDOW_S = DAY_MS / 1000  # the results topic's retention: what a restart reloads
 # Per partition: the processor's default (processor_idempotency_max_commands) over 12 partitions.
@@ -38,9 +41,18 @@ class IdempotencyMemory:
         outcomes = self._outcomes
         outcomes[command_id] = (at, outcome)
         outcomes.move_to_end(command_id)  # re-remembered: it moves to the newest end
-        while len(outcomes) > self.limit:
-            outcomes.popitem(last=False)
-            self.forgotten += 1
+        if len(outcomes) > self.limit:
+            while len(outcomes) > self.limit:
+                outcomes.popitem(last=False)
+                self.forgotten += 1
+            if self.forgotten == 1:
+                log.warning(
+                    "an idempotency memory is full (%d outcomes, the last %.0fs of commands): from now "
+                    "on its oldest are forgotten before the %.0fs window ends, and a retry of a "
+                    "forgotten command is decided afresh (PROCESSOR_IDEMPOTENCY_MAX_COMMANDS sets the "
+                    "limit; If-Match guards a retry)",
+                    self.limit, at - outcomes[next(iter(outcomes))][0], self.window_s,
+                )  # fmt: skip
         self.expire(at)
 
     def expire(self, now: float) -> None:

@@ -52,3 +52,12 @@ def test_a_command_remembered_again_counts_from_its_new_time() -> None:
 def test_a_memory_holds_at_least_one_outcome() -> None:
     with pytest.raises(ValueError, match="at least one"):
         IdempotencyMemory(window_s=60, limit=0)
+
+
+def test_the_first_outcome_forgotten_to_the_limit_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    memory = IdempotencyMemory(window_s=3600, limit=2)
+    with caplog.at_level("WARNING", logger="producers.engine.idempotency"):
+        for version in range(1, 6):
+            memory.remember(f"c{version}", outcome(version), at=1000.0 + 10 * version)
+    assert len(caplog.records) == 1, caplog.text
+    assert "full (2 outcomes, the last 10s of commands)" in caplog.text
