@@ -19,10 +19,11 @@ ACTOR_HEADER = "actor"
 ACTOR_OWNER_ID_HEADER = "actor_owner_id"
 
 
+def text_headers(msg: Any) -> dict[str, str]:
+    """A Kafka record's headers as text, by name (the last one of a name wins), read in one pass."""
+    return {k: v.decode(errors="replace") for k, v in msg.headers() or () if isinstance(v, bytes)}
+
+
 def header(msg: Any, name: str) -> str | None:
     """A Kafka header's value as text (the last one of that name), or None."""
-    found = None
-    for key, value in msg.headers() or []:
-        if key == name and isinstance(value, bytes):
-            found = value.decode(errors="replace")
-    return found
+    return text_headers(msg).get(name)

@@ -40,17 +40,13 @@ from schemas.headers import (
     COMMAND_ID_HEADER,
     MISROUTED_FROM_HEADER,
     header,
+    text_headers,
 )
 from schemas.keys import event_key, partition_for
 from schemas.positions import Position
 from schemas.topics import commands_topic, events_topic, results_topic, snapshots_topic
 
 log = logging.getLogger(__name__)
-
-
-def _headers(msg: Inbound) -> dict[str, str]:
-    """A command's headers as text, read once (the last of a name wins, as in `header`)."""
-    return {k: v.decode(errors="replace") for k, v in msg.headers() or () if isinstance(v, bytes)}
 
 
 def _actor(headers: dict[str, str]) -> Actor | None:
@@ -180,7 +176,7 @@ class SingleWriter:
         batch.next_offsets[partition] = offset + 1
         try:
             decoded = self.codec.decode(msg.value() or b"")
-            headers = _headers(msg)
+            headers = text_headers(msg)
             envelope, command = command_from_record(
                 self.aggregate, decoded.name, decoded.record, actor=_actor(headers)
             )
