@@ -8,6 +8,8 @@ import socket
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from producers.engine import idempotency
+
 
 def _unique_instance() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -59,8 +61,8 @@ class ProcessorSettings(BaseSettings):
     # window (the results topic's retention) gets the first outcome. It is also bounded in
     # count, per processor, the oldest forgotten first: an outcome costs ~0.45 KB, so the default
     # holds ~90 MB: 11 minutes of commands at 300/s, 2.8 hours at 20/s.
-    processor_idempotency_window_s: float = 86_400.0
-    processor_idempotency_max_commands: int = 200_000
+    processor_idempotency_window_s: float = idempotency.WINDOW_S
+    processor_idempotency_max_commands: int = idempotency.MAX_COMMANDS
 
     @property
     def topics(self) -> str:

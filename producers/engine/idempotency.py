@@ -12,9 +12,10 @@ from schemas.topics import DAY_MS
 
 log = logging.getLogger(__name__)
 
+# The defaults of ProcessorSettings.processor_idempotency_window_s and _max_commands.
 WINDOW_S = DAY_MS / 1000  # the results topic's retention: what a restart reloads
-# Per partition: the processor's default (processor_idempotency_max_commands) over 12 partitions.
-LIMIT = 200_000 // 12
+MAX_COMMANDS = 200_000  # per processor
+LIMIT = MAX_COMMANDS // 12  # per partition, over the default 12 (the processor divides its own)
 
 
 class IdempotencyMemory:
